@@ -1,0 +1,30 @@
+# make demo: create .venv, install, build the extension, run the quick benchmark.
+# make test: create .venv, install, build, run the test suite (C++ engine, then Triton under TRITON_INTERPRET=1).
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SOURCES := $(wildcard csrc/*.cpp csrc/*.h) setup.py
+
+.PHONY: demo test build bench clean
+
+$(VPY):
+	$(PY) -m venv $(VENV)
+
+$(STAMP): $(VPY) Makefile
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "torch==2.13.0" numpy ninja pytest setuptools wheel triton torchmetrics
+	touch $(STAMP)
+
+build: $(STAMP) $(SOURCES)
+	MAX_JOBS=2 $(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+
+demo: build
+	OMP_NUM_THREADS=2 $(VPY) -m bench.quick
+
+test: build
+	OMP_NUM_THREADS=2 $(VPY) -m pytest -q tests -m "not triton"
+	TRITON_INTERPRET=1 $(VPY) -m pytest -q tests -m triton
+
+clean:
+	rm -rf build *.egg-info gankernels/*.so

@@ -1,0 +1,422 @@
+// The CPU pairwise engine: one tiled reduction over pairs (x_i, y_j) that never
+// materialises anything N x M.
+//
+// For a tile of BI rows of x and BJ rows of y it computes z (radial: the
+// clamped expansion ||a||^2 + ||b||^2 - 2 a.b with the dot products as a small
+// BLAS GEMM on the tile, or exact differences for D <= kSmallD; dot kernels:
+// a.b), evaluates phi / phi' / phi'' of the family while the tile is in cache,
+// and feeds what the job asks for into row-side outputs (indexed by i) and
+// column-side outputs (indexed by j):
+//
+//   sum   row: S_ic += sum_j k_ij Wr_jc           col: S'_jc += sum_i k_ij Wc_ic
+//   flow  row: F_i  += sum_j p_ij grad_1 k_ij    col: F'_j  += sum_i q_ij grad_2 k_ij
+//         with p_ij = Ar_i . Br_j and q_ij = Ac_i . Bc_j
+//   hvp   (Hessian-vector terms of kflow_backward, docs/ENGINE.md) gx, ga (row), gy, gb (col)
+//
+// Self mode (y is x): only tiles J >= I are visited; an off-diagonal tile feeds
+// both its row side and, mirrored, its column side into the same per-point
+// outputs, a diagonal tile feeds its row side only.  That covers every ordered
+// pair once and halves the work of symmetric sums (the XX and YY terms of MMD).
+//
+// Parallelism and determinism: the list of tiles is cut into one contiguous
+// range per thread (at::parallel_for); each thread accumulates into its own
+// full-size buffer, and the buffers are summed in thread order at the end.
+// The same inputs and thread count give bitwise the same result.
+// Memory: O(threads * (N + M) * (D + C)) plus per-thread tile scratch.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "families.h"
+
+namespace gankernels {
+
+constexpr int64_t kTileI = 128;
+constexpr int64_t kTileJ = 256;
+constexpr int64_t kSmallD = 8;
+
+// Tile GEMMs go to the Fortran BLAS that libtorch_cpu exports (MKL in the x86
+// wheels; single-threaded inside our parallel region).  The symbols are weak:
+// where a torch build does not export them, a plain loop GEMM is used instead.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
+template <typename T>
+inline void loop_mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* c = C + i * ldc;
+    for (int64_t j = 0; j < n; ++j) c[j] = beta == T(0) ? T(0) : beta * c[j];
+    for (int64_t l = 0; l < k; ++l) {
+      const T a = alpha * (ta ? A[l * lda + i] : A[i * lda + l]);
+      if (tb) {
+        for (int64_t j = 0; j < n; ++j) c[j] += a * B[j * ldb + l];
+      } else {
+        const T* b = B + l * ldb;
+        for (int64_t j = 0; j < n; ++j) c[j] += a * b[j];
+      }
+    }
+  }
+}
+
+inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const float* alpha,
+                      const float* a, const int* lda, const float* b, const int* ldb, const float* beta, float* c,
+                      const int* ldc) {
+  sgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k, const double* alpha,
+                      const double* a, const int* lda, const double* b, const int* ldb, const double* beta,
+                      double* c, const int* ldc) {
+  dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+template <typename T> inline bool have_blas();
+template <> inline bool have_blas<float>() { return sgemm_ != nullptr; }
+template <> inline bool have_blas<double>() { return dgemm_ != nullptr; }
+
+// Row-major C[m x n] = alpha * op(A) op(B) + beta * C, op(A) [m x k], op(B) [k x n].
+// (Row-major C is column-major C^T = op(B)^T op(A)^T, hence the swapped call.)
+template <typename T>
+inline void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || !have_blas<T>()) {
+    loop_mm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const char tA = tb ? 'T' : 'N', tB = ta ? 'T' : 'N';
+  const int im = (int)n, in = (int)m, ik = (int)k, ila = (int)ldb, ilb = (int)lda, ilc = (int)ldc;
+  blas_gemm(&tA, &tB, &im, &in, &ik, &alpha, B, &ila, A, &ilb, &beta, C, &ilc);
+}
+
+template <typename T>
+struct Job {
+  // inputs, contiguous, in the accumulation type
+  const T* X = nullptr;
+  const T* Y = nullptr;  // == X in self mode
+  int64_t N = 0, M = 0, D = 0;
+  bool self = false;
+  // sum
+  const T* sum_wr = nullptr;  // [M, Cs] -> sum_row [N, Cs]
+  const T* sum_wc = nullptr;  // [N, Cs] -> sum_col [M, Cs]
+  int64_t Cs = 0;
+  // flow
+  const T *flow_ar = nullptr, *flow_br = nullptr;  // row: p = ar_i . br_j -> flow_row [N, D]
+  const T *flow_ac = nullptr, *flow_bc = nullptr;  // col: q = ac_i . bc_j -> flow_col [M, D]
+  int64_t Cf = 0;
+  // hvp (not in self mode)
+  const T* H = nullptr;  // [N, D]
+  const T *hvp_a = nullptr, *hvp_b = nullptr;  // [N, Ch], [M, Ch]
+  int64_t Ch = 0;
+  bool hvp_x = false, hvp_y = false, hvp_ga = false, hvp_gb = false;
+};
+
+// Per-thread output buffers.  In self mode the column-side outputs alias the row-side ones.
+template <typename T>
+struct Outputs {
+  T *sum_row = nullptr, *sum_col = nullptr, *flow_row = nullptr, *flow_col = nullptr;
+  T *gx = nullptr, *gy = nullptr, *ga = nullptr, *gb = nullptr;
+};
+
+// Scratch for one tile.
+template <typename T>
+struct Scratch {
+  std::vector<T> z, v, d1, d2, tmp, p, q, w, hy, yt, rs;
+  explicit Scratch(int64_t D) {
+    const int64_t t = kTileI * kTileJ;
+    z.resize(t); v.resize(t); d1.resize(t); d2.resize(t); tmp.resize(t);
+    p.resize(t); q.resize(t); w.resize(t); hy.resize(t);
+    yt.resize(kTileJ * std::max<int64_t>(D, 1));
+    rs.resize(std::max(kTileI, kTileJ));
+  }
+};
+
+// z_ij for a tile (ldz = bj).
+template <typename T>
+void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, int64_t i0, int64_t bi,
+            int64_t j0, int64_t bj, Scratch<T>& s) {
+  const int64_t D = job.D;
+  const T* Xi = job.X + i0 * D;
+  const T* Yj = job.Y + j0 * D;
+  T* z = s.z.data();
+  if (D <= kSmallD) {
+    T* yt = s.yt.data();  // [D, bj]
+    for (int64_t j = 0; j < bj; ++j)
+      for (int64_t d = 0; d < D; ++d) yt[d * bj + j] = Yj[j * D + d];
+    for (int64_t i = 0; i < bi; ++i) {
+      T* zr = z + i * bj;
+      std::fill(zr, zr + bj, T(0));
+      for (int64_t d = 0; d < D; ++d) {
+        const T a = Xi[i * D + d];
+        const T* yr = yt + d * bj;
+        if (fam.radial()) {
+          for (int64_t j = 0; j < bj; ++j) { const T u = a - yr[j]; zr[j] += u * u; }
+        } else {
+          for (int64_t j = 0; j < bj; ++j) zr[j] += a * yr[j];
+        }
+      }
+    }
+    return;
+  }
+  mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
+  if (fam.radial()) {
+    for (int64_t i = 0; i < bi; ++i) {
+      T* zr = z + i * bj;
+      const T a = xn[i0 + i];
+      const T* b = yn + j0;
+      for (int64_t j = 0; j < bj; ++j) {
+        const T e = a + b[j] - T(2) * zr[j];
+        zr[j] = e < T(0) ? T(0) : e;  // NaN-preserving clamp
+      }
+    }
+  }
+}
+
+// w[i, j] = sum_c A[i, c] B[j, c] for the tile (ldw = bj).
+template <typename T>
+void pair_weights(const T* A, const T* B, int64_t C, int64_t i0, int64_t bi, int64_t j0, int64_t bj, T* w) {
+  if (C == 1) {
+    for (int64_t i = 0; i < bi; ++i) {
+      const T a = A[i0 + i];
+      T* wr = w + i * bj;
+      for (int64_t j = 0; j < bj; ++j) wr[j] = a * B[j0 + j];
+    }
+  } else {
+    mm<T>(false, true, bi, bj, C, T(1), A + i0 * C, C, B + j0 * C, C, T(0), w, bj);
+  }
+}
+
+// out_rows[i] += alpha_x * rowsum_j(W)_i * P_i + alpha * (W Q_J)_i  (the flow-shaped update)
+// P: the row points [.., D] for the row side, Q: the other side's points.
+template <typename T>
+void flow_update(const T* W, int64_t bi, int64_t bj, bool transposed, bool radial, const T* Prow,
+                 const T* Qcol, int64_t D, T* out, T* rs) {
+  // transposed: W is [bj x bi] viewed as the tile of the other orientation
+  const int64_t rows = transposed ? bj : bi, cols = transposed ? bi : bj;
+  if (radial) {
+    for (int64_t r = 0; r < rows; ++r) rs[r] = T(0);
+    if (!transposed) {
+      for (int64_t r = 0; r < rows; ++r) {
+        T acc = T(0);
+        const T* wr = W + r * cols;
+        for (int64_t c = 0; c < cols; ++c) acc += wr[c];
+        rs[r] = acc;
+      }
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        const T* wr = W + c * rows;
+        for (int64_t r = 0; r < rows; ++r) rs[r] += wr[r];
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const T f = T(2) * rs[r];
+      const T* pr = Prow + r * D;
+      T* o = out + r * D;
+      for (int64_t d = 0; d < D; ++d) o[d] += f * pr[d];
+    }
+  }
+  const T alpha = radial ? T(-2) : T(1);
+  // out[rows x D] += alpha * op(W)[rows x cols] * Qcol[cols x D]
+  mm<T>(transposed, false, rows, D, cols, alpha, W, transposed ? rows : cols, Qcol, D, T(1), out, D);
+}
+
+template <typename T>
+void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, const T* hx, int64_t i0,
+                  int64_t bi, int64_t j0, int64_t bj, bool mirror, Scratch<T>& s, const Outputs<T>& o) {
+  const int64_t D = job.D;
+  const bool radial = fam.radial();
+  const bool want_sum = job.sum_wr || job.sum_wc;
+  const bool want_flow = job.flow_ar || job.flow_ac;
+  const bool want_hvp = job.H != nullptr;
+  const int64_t n = bi * bj;
+  tile_z(job, fam, xn, yn, i0, bi, j0, bj, s);
+  fam.eval(s.z.data(), n, want_sum ? s.v.data() : nullptr, (want_flow || want_hvp) ? s.d1.data() : nullptr,
+           want_hvp ? s.d2.data() : nullptr, s.tmp.data());
+  const T* Xi = job.X + i0 * D;
+  const T* Yj = job.Y + j0 * D;
+
+  if (want_sum) {
+    const int64_t C = job.Cs;
+    if (job.sum_wr)
+      mm<T>(false, false, bi, C, bj, T(1), s.v.data(), bj, job.sum_wr + j0 * C, C, T(1), o.sum_row + i0 * C, C);
+    if (job.sum_wc && mirror)
+      mm<T>(true, false, bj, C, bi, T(1), s.v.data(), bj, job.sum_wc + i0 * C, C, T(1), o.sum_col + j0 * C, C);
+  }
+  if (want_flow) {
+    T* w = s.w.data();
+    const T* d1 = s.d1.data();
+    if (job.flow_ar) {
+      pair_weights(job.flow_ar, job.flow_br, job.Cf, i0, bi, j0, bj, w);
+      for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
+      // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
+      flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data());
+    }
+    if (job.flow_ac && mirror) {
+      if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) {
+        pair_weights(job.flow_ac, job.flow_bc, job.Cf, i0, bi, j0, bj, w);
+        for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
+      }
+      // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
+      flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data());
+    }
+  }
+  if (want_hvp) {
+    const int64_t C = job.Ch;
+    const T* Hi = job.H + i0 * D;
+    T* hy = s.hy.data();
+    // hy_ij = h_i . y_j
+    if (D <= kSmallD) {
+      for (int64_t i = 0; i < bi; ++i)
+        for (int64_t j = 0; j < bj; ++j) {
+          T acc = T(0);
+          for (int64_t d = 0; d < D; ++d) acc += Hi[i * D + d] * Yj[j * D + d];
+          hy[i * bj + j] = acc;
+        }
+    } else {
+      mm<T>(false, true, bi, bj, D, T(1), Hi, D, Yj, D, T(0), hy, bj);
+    }
+    if (radial)
+      for (int64_t i = 0; i < bi; ++i) {
+        const T hxi = hx[i0 + i];
+        T* r = hy + i * bj;
+        for (int64_t j = 0; j < bj; ++j) r[j] = T(2) * (hxi - r[j]);
+      }
+    // now hy holds h_ij = h_i . grad_1 z_ij
+    T* p = s.p.data();
+    pair_weights(job.hvp_a, job.hvp_b, C, i0, bi, j0, bj, p);
+    const T* d1 = s.d1.data();
+    const T* d2 = s.d2.data();
+    if (job.hvp_ga || job.hvp_gb) {
+      T* e = s.w.data();
+      for (int64_t t = 0; t < n; ++t) e[t] = d1[t] * hy[t];
+      if (job.hvp_ga) mm<T>(false, false, bi, C, bj, T(1), e, bj, job.hvp_b + j0 * C, C, T(1), o.ga + i0 * C, C);
+      if (job.hvp_gb) mm<T>(true, false, bj, C, bi, T(1), e, bj, job.hvp_a + i0 * C, C, T(1), o.gb + j0 * C, C);
+    }
+    if (job.hvp_x || job.hvp_y) {
+      T* c = s.q.data();   // c_ij = p phi'' h
+      T* dd = s.tmp.data();  // d_ij = p phi'
+      for (int64_t t = 0; t < n; ++t) { c[t] = p[t] * d2[t] * hy[t]; dd[t] = p[t] * d1[t]; }
+      if (job.hvp_x) {
+        T* gx = o.gx + i0 * D;
+        // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
+        flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data());
+        if (radial) {
+          for (int64_t i = 0; i < bi; ++i) {
+            T acc = T(0);
+            for (int64_t j = 0; j < bj; ++j) acc += dd[i * bj + j];
+            const T f = T(2) * acc;
+            for (int64_t d = 0; d < D; ++d) gx[i * D + d] += f * Hi[i * D + d];
+          }
+        }
+      }
+      if (job.hvp_y) {
+        T* gy = o.gy + j0 * D;
+        // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
+        flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data());
+        mm<T>(true, false, bj, D, bi, radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
+      }
+    }
+  }
+}
+
+// Runs `job`; writes the reduced outputs into the given (zero-initialised) tensors' data.
+template <typename T>
+void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_out) {
+  const int64_t N = job.N, M = job.M, D = job.D;
+  const int64_t nI = (N + kTileI - 1) / kTileI;
+  // self mode: tiles of kTileI on both sides so that diagonal tiles are square
+  const int64_t tj = job.self ? kTileI : kTileJ;
+  const int64_t nJ = (M + tj - 1) / tj;
+  std::vector<std::pair<int32_t, int32_t>> tiles;
+  tiles.reserve(job.self ? nI * (nI + 1) / 2 : nI * nJ);
+  for (int64_t I = 0; I < nI; ++I)
+    for (int64_t J = job.self ? I : 0; J < nJ; ++J) tiles.emplace_back(I, J);
+  if (tiles.empty()) return;
+
+  // norms and h.x, computed once
+  std::vector<T> xn, yn, hx;
+  if (fam.radial() && D > kSmallD) {
+    xn.resize(N);
+    for (int64_t i = 0; i < N; ++i) {
+      T a = 0;
+      for (int64_t d = 0; d < D; ++d) a += job.X[i * D + d] * job.X[i * D + d];
+      xn[i] = a;
+    }
+    if (job.self) yn = xn;
+    else {
+      yn.resize(M);
+      for (int64_t j = 0; j < M; ++j) {
+        T a = 0;
+        for (int64_t d = 0; d < D; ++d) a += job.Y[j * D + d] * job.Y[j * D + d];
+        yn[j] = a;
+      }
+    }
+  }
+  if (job.H && fam.radial()) {
+    hx.resize(N);
+    for (int64_t i = 0; i < N; ++i) {
+      T a = 0;
+      for (int64_t d = 0; d < D; ++d) a += job.H[i * D + d] * job.X[i * D + d];
+      hx[i] = a;
+    }
+  }
+
+  // per-thread buffers: one slab per output kind
+  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (int64_t)tiles.size()));
+  const int64_t Mc = job.self ? N : M;  // rows of column-side outputs
+  std::vector<std::pair<T* Outputs<T>::*, int64_t>> kinds = {
+      {&Outputs<T>::sum_row, N * job.Cs}, {&Outputs<T>::sum_col, Mc * job.Cs},
+      {&Outputs<T>::flow_row, N * D},     {&Outputs<T>::flow_col, Mc * D},
+      {&Outputs<T>::gx, N * D},           {&Outputs<T>::gy, M * D},
+      {&Outputs<T>::ga, N * job.Ch},      {&Outputs<T>::gb, M * job.Ch}};
+  std::vector<std::vector<T>> buffers(threads * kinds.size());
+  std::vector<Outputs<T>> outs(threads);
+  for (int64_t t = 0; t < threads; ++t) {
+    for (size_t k = 0; k < kinds.size(); ++k) {
+      if (final_out.*(kinds[k].first) == nullptr) continue;
+      // self mode: column-side kinds alias their row-side buffers
+      if (job.self && (k == 1 || k == 3)) continue;
+      buffers[t * kinds.size() + k].assign(kinds[k].second, T(0));
+      outs[t].*(kinds[k].first) = buffers[t * kinds.size() + k].data();
+    }
+    if (job.self) {
+      outs[t].sum_col = outs[t].sum_row;
+      outs[t].flow_col = outs[t].flow_row;
+    }
+  }
+
+  const int64_t ntiles = static_cast<int64_t>(tiles.size());
+  const int64_t chunk = (ntiles + threads - 1) / threads;
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    Scratch<T> s(D);
+    for (int64_t t = b; t < e; ++t) {
+      for (int64_t q = t * chunk; q < std::min(ntiles, (t + 1) * chunk); ++q) {
+        const int64_t I = tiles[q].first, J = tiles[q].second;
+        const int64_t i0 = I * kTileI, bi = std::min(kTileI, N - i0);
+        const int64_t j0 = J * tj, bj = std::min(tj, M - j0);
+        const bool mirror = !job.self || I != J;
+        process_tile(job, fam, xn.data(), job.self ? xn.data() : yn.data(), hx.data(), i0, bi, j0, bj, mirror, s,
+                     outs[t]);
+      }
+    }
+  });
+
+  for (size_t k = 0; k < kinds.size(); ++k) {
+    T* dst = final_out.*(kinds[k].first);
+    if (dst == nullptr) continue;
+    if (job.self && (k == 1 || k == 3)) continue;
+    for (int64_t t = 0; t < threads; ++t) {
+      const T* src = buffers[t * kinds.size() + k].data();
+      for (int64_t e = 0; e < kinds[k].second; ++e) dst[e] += src[e];
+    }
+  }
+}
+
+}  // namespace gankernels

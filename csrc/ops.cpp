@@ -1,0 +1,261 @@
+// Schemas of the gankernels ops and their CPU kernels.
+//
+// The four pairwise primitives (docs/ENGINE.md) are defined here once; CPU
+// kernels run the tiled engine of engine.h, CUDA kernels are Triton launchers
+// registered from Python (gankernels/triton_engine.py) for the same schemas.
+// Fake (meta) kernels and autograd formulas are registered in Python
+// (gankernels/_ops.py), so each backward is itself a registered op.
+//
+// Inputs of any strides and of dtype float16, bfloat16, float32 or float64 are
+// copied once to contiguous fp32 (fp64 for fp64) -- O((N + M) D) -- and the
+// outputs are cast back to the input dtype.
+#include <torch/library.h>
+
+#include <array>
+#include <tuple>
+
+#include "engine.h"
+
+namespace gankernels {
+namespace {
+
+at::ScalarType acc_type(const at::Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor prep(const at::Tensor& t, at::ScalarType acc) { return t.to(acc).contiguous(); }
+
+void check_points(const at::Tensor& x, const char* name) {
+  TORCH_CHECK_VALUE(x.dim() == 2, name, " must be 2-D [points, dim], got ", x.dim(), "-D");
+  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), name, " must be a floating tensor, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.size(0) > 0 && x.size(1) > 0, name, " must be non-empty, got shape ", x.sizes());
+}
+
+void check_rows(const at::Tensor& t, int64_t rows, const char* name) {
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == rows, name, " must be 2-D with ", rows, " rows, got shape ",
+                    t.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating tensor");
+}
+
+struct Prepared {
+  at::ScalarType acc;
+  at::Tensor x, y;  // y undefined in self mode
+  int64_t N, M, D;
+  bool self;
+};
+
+Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+  check_points(x, "x");
+  Prepared p;
+  p.acc = acc_type(x);
+  p.self = !y.has_value();
+  p.x = prep(x, p.acc);
+  p.N = x.size(0);
+  p.D = x.size(1);
+  if (p.self) {
+    p.M = p.N;
+  } else {
+    check_points(*y, "y");
+    TORCH_CHECK_VALUE(y->size(1) == p.D, "x and y must have the same dimension, got ", p.D, " and ", y->size(1));
+    TORCH_CHECK_TYPE(y->scalar_type() == x.scalar_type(), "x and y must have the same dtype");
+    p.y = prep(*y, p.acc);
+    p.M = y->size(0);
+  }
+  return p;
+}
+
+template <typename T>
+Job<T> base_job(const Prepared& p) {
+  Job<T> job;
+  job.X = p.x.data_ptr<T>();
+  job.Y = p.self ? job.X : p.y.data_ptr<T>();
+  job.N = p.N;
+  job.M = p.M;
+  job.D = p.D;
+  job.self = p.self;
+  return job;
+}
+
+template <typename T>
+T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
+
+at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& w, int64_t family,
+                    at::ArrayRef<double> params) {
+  Prepared p = prepare(x, y);
+  check_rows(w, p.M, "w");
+  at::Tensor wa = prep(w, p.acc);
+  const int64_t C = w.size(1);
+  at::Tensor out = at::zeros({p.N, C}, x.options().dtype(p.acc));
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "ksum_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    job.Cs = C;
+    job.sum_wr = wa.data_ptr<scalar_t>();
+    if (p.self) job.sum_wc = job.sum_wr;
+    Outputs<scalar_t> o;
+    o.sum_row = out.data_ptr<scalar_t>();
+    run_job(job, fam, o);
+  });
+  return out.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
+                                                                 const std::optional<at::Tensor>& y,
+                                                                 const at::Tensor& w, int64_t family,
+                                                                 at::ArrayRef<double> params,
+                                                                 std::array<bool, 3> mask) {
+  Prepared p = prepare(x, y);
+  check_rows(w, p.M, "w");
+  check_rows(grad, p.N, "grad");
+  TORCH_CHECK_VALUE(grad.size(1) == w.size(1), "grad and w must have the same number of columns");
+  const int64_t C = w.size(1);
+  at::Tensor wa = prep(w, p.acc), ga = prep(grad, p.acc);
+  auto opts = x.options().dtype(p.acc);
+  const bool need_x = mask[0], need_y = mask[1] && !p.self, need_w = mask[2];
+  at::Tensor gx = at::zeros({p.N, p.D}, opts);
+  at::Tensor gy = at::zeros({p.self ? 0 : p.M, p.D}, opts);
+  at::Tensor gw = at::zeros({p.M, C}, opts);
+  // self mode: d/dx of sum_ab (g_a . w_b) k_ab has pair weight g_a . w_b + w_a . g_b
+  at::Tensor fa, fb;
+  if (p.self && need_x) {
+    fa = at::cat({ga, wa}, 1).contiguous();
+    fb = at::cat({wa, ga}, 1).contiguous();
+  }
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "ksum_backward_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    Outputs<scalar_t> o;
+    if (need_w) {
+      job.Cs = C;
+      job.sum_wc = ga.data_ptr<scalar_t>();
+      if (p.self) {
+        job.sum_wr = job.sum_wc;
+        o.sum_row = gw.data_ptr<scalar_t>();
+      } else {
+        o.sum_col = gw.data_ptr<scalar_t>();
+      }
+    }
+    if (p.self) {
+      if (need_x) {
+        job.Cf = 2 * C;
+        job.flow_ar = fa.data_ptr<scalar_t>();
+        job.flow_br = fb.data_ptr<scalar_t>();
+        job.flow_ac = job.flow_ar;  // the pair weight is symmetric
+        job.flow_bc = job.flow_br;
+        o.flow_row = gx.data_ptr<scalar_t>();
+      }
+    } else if (need_x || need_y) {
+      job.Cf = C;
+      if (need_x) {
+        job.flow_ar = ga.data_ptr<scalar_t>();
+        job.flow_br = wa.data_ptr<scalar_t>();
+        o.flow_row = gx.data_ptr<scalar_t>();
+      }
+      if (need_y) {
+        job.flow_ac = ga.data_ptr<scalar_t>();
+        job.flow_bc = wa.data_ptr<scalar_t>();
+        o.flow_col = gy.data_ptr<scalar_t>();
+      }
+    }
+    run_job(job, fam, o);
+  });
+  const auto dt = x.scalar_type();
+  return {gx.to(dt), gy.to(dt), gw.to(dt)};
+}
+
+at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
+                     const at::Tensor& b, int64_t family, at::ArrayRef<double> params) {
+  Prepared p = prepare(x, y);
+  check_rows(a, p.N, "a");
+  check_rows(b, p.M, "b");
+  TORCH_CHECK_VALUE(a.size(1) == b.size(1), "a and b must have the same number of columns");
+  at::Tensor aa = prep(a, p.acc), ba = prep(b, p.acc);
+  at::Tensor out = at::zeros({p.N, p.D}, x.options().dtype(p.acc));
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "kflow_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    job.Cf = a.size(1);
+    job.flow_ar = aa.data_ptr<scalar_t>();
+    job.flow_br = ba.data_ptr<scalar_t>();
+    if (p.self) {  // mirrored tile: row b against a uses weight a_b . b_a
+      job.flow_ac = ba.data_ptr<scalar_t>();
+      job.flow_bc = aa.data_ptr<scalar_t>();
+    }
+    Outputs<scalar_t> o;
+    o.flow_row = out.data_ptr<scalar_t>();
+    run_job(job, fam, o);
+  });
+  return out.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
+    const at::Tensor& b, int64_t family, at::ArrayRef<double> params, std::array<bool, 4> mask) {
+  Prepared p = prepare(x, y);
+  check_rows(a, p.N, "a");
+  check_rows(b, p.M, "b");
+  check_rows(grad, p.N, "grad");
+  TORCH_CHECK_VALUE(grad.size(1) == p.D, "grad must have shape [N, D]");
+  const int64_t C = a.size(1);
+  at::Tensor aa = prep(a, p.acc), ba = prep(b, p.acc), ha = prep(grad, p.acc);
+  auto opts = x.options().dtype(p.acc);
+  // self mode runs the full (non-symmetric) pass with y = x; the y-side gradient is added to gx.
+  at::Tensor gx = at::zeros({p.N, p.D}, opts);
+  at::Tensor gy = at::zeros({p.M, p.D}, opts);
+  at::Tensor gA = at::zeros({p.N, C}, opts);
+  at::Tensor gB = at::zeros({p.M, C}, opts);
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "kflow_backward_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    job.self = false;
+    job.H = ha.data_ptr<scalar_t>();
+    job.hvp_a = aa.data_ptr<scalar_t>();
+    job.hvp_b = ba.data_ptr<scalar_t>();
+    job.Ch = C;
+    job.hvp_x = mask[0];
+    job.hvp_y = p.self ? mask[0] : mask[1];
+    job.hvp_ga = mask[2];
+    job.hvp_gb = mask[3];
+    Outputs<scalar_t> o;
+    o.gx = job.hvp_x ? gx.data_ptr<scalar_t>() : nullptr;
+    o.gy = job.hvp_y ? gy.data_ptr<scalar_t>() : nullptr;
+    o.ga = job.hvp_ga ? gA.data_ptr<scalar_t>() : nullptr;
+    o.gb = job.hvp_gb ? gB.data_ptr<scalar_t>() : nullptr;
+    run_job(job, fam, o);
+  });
+  if (p.self) {
+    gx.add_(gy);
+    gy = at::zeros({0, p.D}, opts);
+  }
+  const auto dt = x.scalar_type();
+  return {gx.to(dt), gy.to(dt), gA.to(dt), gB.to(dt)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(gankernels, m) {
+  m.def("ksum(Tensor x, Tensor? y, Tensor w, int family, float[] params) -> Tensor");
+  m.def(
+      "ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family, float[] params, bool[3] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
+  m.def("kflow(Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params) -> Tensor");
+  m.def(
+      "kflow_backward(Tensor grad, Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params, "
+      "bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
+  m.impl("ksum", &ksum_cpu);
+  m.impl("ksum_backward", &ksum_backward_cpu);
+  m.impl("kflow", &kflow_cpu);
+  m.impl("kflow_backward", &kflow_backward_cpu);
+}
+
+}  // namespace gankernels
+
+// Importing gankernels._C runs the registrations above; the module itself is empty.
+#include <Python.h>
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}

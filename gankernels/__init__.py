@@ -1,0 +1,27 @@
+"""gankernels: fused pairwise-kernel, score and Langevin ops for GAN training.
+
+CPU kernels are C++ (``gankernels._C``), CUDA kernels are Triton; every op is a
+registered PyTorch custom op with autograd (double backward for the pairwise
+reductions) that works under ``torch.compile``.  See SPEC in the README.
+"""
+from .kernels import (
+    Energy,
+    Gaussian,
+    InverseMultiquadric,
+    Kernel,
+    Laplacian,
+    Linear,
+    Polyharmonic,
+    Polynomial,
+    RationalQuadratic,
+)
+from .pairwise import kernel_flow, kernel_sum, kid, mmd2, witness
+from . import nn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian", "Energy",
+    "Polyharmonic", "Polynomial", "Linear",
+    "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn",
+]

@@ -1,0 +1,32 @@
+"""Drop-in ``torch.nn`` modules over the fused ops."""
+from __future__ import annotations
+
+import torch
+
+from .kernels import Kernel
+from .pairwise import mmd2
+
+__all__ = ["MMDLoss"]
+
+
+class MMDLoss(torch.nn.Module):
+    """``MMDLoss(kernel, estimator="biased")(x, y)`` = ``mmd2(x, y, kernel, estimator)``.
+
+    Fused: the N x M Gram matrices are never built, and the gradient w.r.t. both
+    inputs (and double backward for gradient penalties) comes from the same engine.
+    """
+
+    def __init__(self, kernel: Kernel, estimator: str = "biased"):
+        super().__init__()
+        if not isinstance(kernel, Kernel):
+            raise TypeError(f"kernel must be a gankernels kernel, got {type(kernel).__name__}")
+        if estimator not in ("biased", "unbiased"):
+            raise ValueError(f'estimator must be "biased" or "unbiased", got {estimator!r}')
+        self.kernel = kernel
+        self.estimator = estimator
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return mmd2(x, y, self.kernel, self.estimator)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel!r}, estimator={self.estimator!r}"

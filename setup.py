@@ -1,0 +1,46 @@
+"""Build gankernels._C ahead of time (CPU kernels in C++; CUDA kernels are Triton, in Python).
+
+`pip install --no-build-isolation -e .` compiles csrc/*.cpp with ninja against the
+installed torch.  AVX2/FMA code generation is enabled when the build machine has them
+(the extension is built where it runs).  No CUDA sources: the CUDA kernels are Triton.
+"""
+import glob
+import os
+import platform
+
+from setuptools import find_packages, setup
+from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+
+def _cpu_flags():
+    flags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+    if platform.machine() in ("x86_64", "AMD64") and os.environ.get("GANKERNELS_NATIVE", "1") == "1":
+        try:
+            with open("/proc/cpuinfo") as f:
+                info = f.read()
+        except OSError:
+            info = ""
+        if " avx2" in info and " fma" in info:
+            flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+setup(
+    name="gankernels",
+    version="0.1.0",
+    description="Fused pairwise-kernel, score and Langevin ops for GAN training (C++ on CPU, Triton on CUDA)",
+    packages=find_packages(include=["gankernels", "gankernels.*"]),
+    ext_modules=[
+        CppExtension(
+            "gankernels._C",
+            sorted(glob.glob("csrc/*.cpp")),
+            extra_compile_args={"cxx": _cpu_flags()},
+            extra_link_args=["-fopenmp"],
+        )
+    ],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.9",
+    install_requires=["torch>=2.6", "numpy"],
+    extras_require={"cuda": ["triton"], "test": ["pytest", "torchmetrics"], "bench": ["pykeops", "matplotlib"]},
+    entry_points={"console_scripts": ["gankernels=gankernels.__main__:main"]},
+)
