@@ -182,11 +182,16 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
 // w[i, j] = sum_c A[i, c] B[j, c] for the tile (ldw = bj).
 template <typename T>
 void pair_weights(const T* A, const T* B, int64_t C, int64_t i0, int64_t bi, int64_t j0, int64_t bj, T* w) {
-  if (C == 1) {
+  if (C <= 4) {  // a few columns: plain loops beat a GEMM with k = C
     for (int64_t i = 0; i < bi; ++i) {
-      const T a = A[i0 + i];
       T* wr = w + i * bj;
-      for (int64_t j = 0; j < bj; ++j) wr[j] = a * B[j0 + j];
+      const T* a = A + (i0 + i) * C;
+      const T* b = B + j0 * C;
+      for (int64_t j = 0; j < bj; ++j) {
+        T acc = T(0);
+        for (int64_t c = 0; c < C; ++c) acc += a[c] * b[j * C + c];
+        wr[j] = acc;
+      }
     }
   } else {
     mm<T>(false, true, bi, bj, C, T(1), A + i0 * C, C, B + j0 * C, C, T(0), w, bj);
