@@ -182,7 +182,21 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
 // w[i, j] = sum_c A[i, c] B[j, c] for the tile (ldw = bj).
 template <typename T>
 void pair_weights(const T* A, const T* B, int64_t C, int64_t i0, int64_t bi, int64_t j0, int64_t bj, T* w) {
-  if (C <= 4) {  // a few columns: plain loops beat a GEMM with k = C
+  if (C == 1) {
+    for (int64_t i = 0; i < bi; ++i) {
+      const T a = A[i0 + i];
+      const T* b = B + j0;
+      T* wr = w + i * bj;
+      for (int64_t j = 0; j < bj; ++j) wr[j] = a * b[j];
+    }
+  } else if (C == 2) {
+    for (int64_t i = 0; i < bi; ++i) {
+      const T a0 = A[(i0 + i) * 2], a1 = A[(i0 + i) * 2 + 1];
+      const T* b = B + j0 * 2;
+      T* wr = w + i * bj;
+      for (int64_t j = 0; j < bj; ++j) wr[j] = a0 * b[2 * j] + a1 * b[2 * j + 1];
+    }
+  } else if (C <= 4) {  // a few columns: plain loops beat a GEMM with k = C
     for (int64_t i = 0; i < bi; ++i) {
       T* wr = w + i * bj;
       const T* a = A + (i0 + i) * C;
