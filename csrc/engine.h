@@ -167,13 +167,28 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
   }
   mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
   if (fam.radial()) {
+    // The expansion loses the small distances to cancellation (absolute error ~ eps (|a|^2 + |b|^2)).
+    // Pairs closer than kClose of that scale are recomputed exactly from differences -- rare, and it
+    // keeps coincident points at z = 0 exactly, which the kinks of Laplacian / Energy / Polyharmonic need.
+    const T kClose = sizeof(T) == 4 ? T(1e-3) : T(1e-6);
     for (int64_t i = 0; i < bi; ++i) {
       T* zr = z + i * bj;
       const T a = xn[i0 + i];
       const T* b = yn + j0;
+      int64_t close = 0;
       for (int64_t j = 0; j < bj; ++j) {
         const T e = a + b[j] - T(2) * zr[j];
+        close += e < kClose * (a + b[j]);
         zr[j] = e < T(0) ? T(0) : e;  // NaN-preserving clamp
+      }
+      if (close == 0) continue;
+      const T* xr = Xi + i * D;
+      for (int64_t j = 0; j < bj; ++j) {
+        if (!(zr[j] < kClose * (a + b[j]))) continue;
+        const T* yr = Yj + j * D;
+        T acc = T(0);
+        for (int64_t d = 0; d < D; ++d) { const T u = xr[d] - yr[d]; acc += u * u; }
+        zr[j] = acc;
       }
     }
   }
