@@ -229,11 +229,26 @@ void pair_weights(const T* A, const T* B, int64_t C, int64_t i0, int64_t bi, int
 
 // out_rows[i] += alpha_x * rowsum_j(W)_i * P_i + alpha * (W Q_J)_i  (the flow-shaped update)
 // P: the row points [.., D] for the row side, Q: the other side's points.
+// exact: sum W_rc (P_r - Q_c) pair by pair instead of the factored GEMM form, whose cancellation
+// error eps |P| |W| is unbounded for kernels whose phi' blows up at r = 0 (the kinked families).
 template <typename T>
 void flow_update(const T* W, int64_t bi, int64_t bj, bool transposed, bool radial, const T* Prow,
-                 const T* Qcol, int64_t D, T* out, T* rs) {
+                 const T* Qcol, int64_t D, T* out, T* rs, bool exact = false) {
   // transposed: W is [bj x bi] viewed as the tile of the other orientation
   const int64_t rows = transposed ? bj : bi, cols = transposed ? bi : bj;
+  if (radial && exact) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* pr = Prow + r * D;
+      T* o = out + r * D;
+      for (int64_t c = 0; c < cols; ++c) {
+        const T w = T(2) * (transposed ? W[c * rows + r] : W[r * cols + c]);
+        if (w == T(0)) continue;
+        const T* qc = Qcol + c * D;
+        for (int64_t d = 0; d < D; ++d) o[d] += w * (pr[d] - qc[d]);
+      }
+    }
+    return;
+  }
   if (radial) {
     for (int64_t r = 0; r < rows; ++r) rs[r] = T(0);
     if (!transposed) {
@@ -290,7 +305,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
       pair_weights(job.flow_ar, job.flow_br, job.Cf, i0, bi, j0, bj, w);
       for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
       // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
-      flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data());
+      flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data(), fam.kinked());
     }
     if (job.flow_ac && mirror) {
       if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) {
@@ -298,7 +313,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
         for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
       }
       // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
-      flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data());
+      flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data(), fam.kinked());
     }
   }
   if (want_hvp) {
@@ -340,7 +355,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
       if (job.hvp_x) {
         T* gx = o.gx + i0 * D;
         // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
-        flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data());
+        flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data(), fam.kinked());
         if (radial) {
           for (int64_t i = 0; i < bi; ++i) {
             T acc = T(0);
@@ -353,7 +368,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
       if (job.hvp_y) {
         T* gy = o.gy + j0 * D;
         // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
-        flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data());
+        flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data(), fam.kinked());
         mm<T>(true, false, bj, D, bi, radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
       }
     }

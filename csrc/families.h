@@ -104,6 +104,10 @@ struct Family {
   }
 
   bool radial() const { return is_radial(code); }
+  // phi' unbounded at z = 0: Laplacian, Energy, Polyharmonic without eps (flows are then summed pair by pair)
+  bool kinked() const {
+    return code == kLaplacian || code == kEnergy || (code == kPolyharmonic && p[1] == T(0));
+  }
 
   // v[i] = phi(z[i]), d1[i] = phi'(z[i]), d2[i] = phi''(z[i]); any output may be null.
   // `tmp` is scratch of n elements.

@@ -1,0 +1,245 @@
+"""Plain PyTorch references: materialise the N x M Gram matrix, then reduce.
+
+This module is the test oracle (run in float64) and the eager baseline of the
+benchmarks.  Every function computes in the dtype it is given -- there is no
+upcasting -- so running it in float16 gives the "naive same-dtype computation"
+that the low-precision accuracy rule of the tests compares against.
+
+What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
+
+* ``gram(kernel, x, y)``: ``K[i, j] = k(x_i, y_j)``, written directly from the
+  formulas of SPEC section 1.  Squared distances use exact differences,
+  ``s = sum_d (x_id - y_jd)^2`` (no ``|a|^2 + |b|^2 - 2 a.b`` expansion, so no
+  cancellation), in row blocks so that the ``[rows, M, D]`` temporary stays
+  bounded.  For the kernels with a kink at ``r = 0`` (Laplacian, Energy,
+  Polyharmonic with ``eps = 0``) the root is a *safe* root: where ``s = 0`` the
+  value is the limit and autograd gives a gradient and Hessian of exactly 0 (the
+  convention of the engine), instead of ``inf * 0 = nan``.  Everything is twice
+  differentiable by autograd, so gradients and Hessian-vector products of the
+  reductions below come for free.
+* ``kernel_sum``, ``kernel_flow`` (autograd of the Gram sum w.r.t. ``x``),
+  ``mmd2`` (biased V- / unbiased U-statistic), ``witness``, ``kid`` (exact, or the
+  torchmetrics subset protocol): same signatures and semantics as the public API.
+* ``eager_mmd2_gaussian(x, y, sigmas)``: the way common MMD-GAN code computes the
+  biased Gaussian-mixture MMD^2 (``torch.cdist(...) ** 2``, ``exp`` per bandwidth,
+  means of the XX, YY, XY blocks): the benchmark's eager baseline.
+
+Memory: O(N M) for the Gram matrix (plus O(block * M * D) for the differences),
+and autograd keeps several N x M temporaries -- fine for tests, and exactly the
+cost the fused ops avoid.  Limits: no input validation beyond what the math
+needs; slow; not meant for training.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from .kernels import (
+    Energy,
+    Gaussian,
+    InverseMultiquadric,
+    Kernel,
+    Laplacian,
+    Linear,
+    Polyharmonic,
+    Polynomial,
+    RationalQuadratic,
+)
+
+__all__ = [
+    "gram", "sqdist", "radial_profile", "dot_profile", "kernel_sum", "kernel_flow", "mmd2", "witness", "kid",
+    "eager_mmd2_gaussian",
+]
+
+# Largest number of elements of one [rows, M, D] block of differences.
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def sqdist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[N, M]`` squared distances from exact differences (row blocks bound the memory)."""
+    n, m, d = x.shape[0], y.shape[0], x.shape[1]
+    rows = max(1, _BLOCK_ELEMENTS // max(1, m * d))
+    if n <= rows:
+        return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    return torch.cat(
+        [((xb[:, None, :] - y[None, :, :]) ** 2).sum(-1) for xb in x.split(rows)], dim=0
+    )
+
+
+def _safe_pow(q: torch.Tensor, p: float) -> torch.Tensor:
+    """``q ** p`` for ``q >= 0`` with value 0 (``p > 0``) and gradient 0 where ``q == 0``."""
+    pos = q > 0
+    return torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** p, torch.zeros_like(q))
+
+
+def _safe_sqrt(s: torch.Tensor) -> torch.Tensor:
+    return _safe_pow(s, 0.5)
+
+
+def radial_profile(kernel: Kernel, s: torch.Tensor) -> torch.Tensor:
+    """``phi(s)`` elementwise for a radial kernel, ``k(a, b) = phi(||a - b||^2)`` (SPEC section 1)."""
+    if isinstance(kernel, Gaussian):
+        return sum(torch.exp(-s / (2.0 * sig * sig)) for sig in kernel.sigmas)
+    if isinstance(kernel, RationalQuadratic):
+        l2 = kernel.lengthscale ** 2
+        return sum((1.0 + s / (2.0 * a * l2)) ** (-a) for a in kernel.alphas)
+    if isinstance(kernel, InverseMultiquadric):
+        return sum((c * c + s) ** kernel.beta for c in kernel.scales)
+    if isinstance(kernel, Laplacian):
+        r = _safe_sqrt(s)
+        return sum(torch.exp(-r / sig) for sig in kernel.sigmas)
+    if isinstance(kernel, Energy):
+        return -_safe_sqrt(s)
+    if isinstance(kernel, Polyharmonic):
+        k, eps = kernel.k, kernel.eps
+        q = s + eps * eps  # rho^2
+        if eps > 0:
+            # q >= eps^2 > 0: smooth everywhere, k may be <= 0.
+            if k % 2:
+                return q ** (0.5 * k)
+            return q ** (0.5 * k) * torch.log(q) * 0.5
+        # eps = 0 (then k >= 1): value is the limit 0 at rho = 0, gradient and Hessian 0 there.
+        pos = q > 0
+        qs = torch.where(pos, q, torch.ones_like(q))
+        if k % 2:
+            val = qs ** (0.5 * k)
+        else:
+            val = qs ** (0.5 * k) * torch.log(qs) * 0.5
+        return torch.where(pos, val, torch.zeros_like(q))
+    raise TypeError(f"kernel must be a radial gankernels kernel, got {type(kernel).__name__}")
+
+
+def dot_profile(kernel: Kernel, t: torch.Tensor, dim: int) -> torch.Tensor:
+    """``psi(t)`` elementwise for a dot-product kernel, ``k(a, b) = psi(a . b)``; ``dim`` = D resolves gamma."""
+    if isinstance(kernel, Polynomial):
+        gamma = 1.0 / dim if kernel.gamma is None else kernel.gamma
+        return (gamma * t + kernel.coef0) ** kernel.degree
+    if isinstance(kernel, Linear):
+        return t
+    raise TypeError(f"kernel must be a dot-product gankernels kernel, got {type(kernel).__name__}")
+
+
+def gram(kernel: Kernel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``[N, M]`` matrix ``k(x_i, y_j)`` in the dtype of ``x``, twice differentiable."""
+    if not isinstance(kernel, Kernel):
+        raise TypeError(f"kernel must be a gankernels kernel, got {type(kernel).__name__}")
+    if isinstance(kernel, (Polynomial, Linear)):
+        return dot_profile(kernel, x @ y.T, x.shape[1])
+    return radial_profile(kernel, sqdist(x, y))
+
+
+def _weighted_rows(K: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    if weights is None:
+        return K.sum(1)
+    if weights.dim() not in (1, 2) or weights.shape[0] != K.shape[1]:
+        raise ValueError(f"weights must be [M] or [M, C] with M = {K.shape[1]}, got {tuple(weights.shape)}")
+    return K @ weights
+
+
+def kernel_sum(x: torch.Tensor, y: torch.Tensor, kernel: Kernel,
+               weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``out_i = sum_j w_j k(x_i, y_j)``: ``[N]`` for weights None or ``[M]``, ``[N, C]`` for ``[M, C]``."""
+    return _weighted_rows(gram(kernel, x, y), weights)
+
+
+def kernel_flow(x: torch.Tensor, y: torch.Tensor, kernel: Kernel,
+                weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``[N, D]``: ``out_i = sum_j w_j grad_a k(a, y_j)`` at ``a = x_i`` (autograd of the Gram sum).
+
+    Differentiable w.r.t. ``x``, ``y`` and ``weights`` when they require grad
+    (``create_graph`` is used then), so it serves as the oracle of double backward.
+    """
+    if weights is not None and weights.dim() != 1:
+        raise ValueError(f"weights must be [M], got {tuple(weights.shape)}")
+    needs_graph = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, y, weights)
+    )
+    with torch.enable_grad():
+        # A fresh node for x: only the first-argument role is differentiated,
+        # even when y is the very same tensor as x.
+        xa = x.view_as(x) if (needs_graph and x.requires_grad) else x.detach().requires_grad_(True)
+        total = _weighted_rows(gram(kernel, xa, y), weights).sum()
+        (g,) = torch.autograd.grad(total, xa, create_graph=needs_graph)
+    return g
+
+
+def _offdiag_mean(K: torch.Tensor) -> torch.Tensor:
+    """sum_{i != i'} K_ii' / (n (n - 1)), as a mean (low-precision sums of n^2 terms overflow)."""
+    n = K.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=K.device)
+    return torch.where(eye, torch.zeros_like(K), K).mean() * (n / (n - 1))
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "biased") -> torch.Tensor:
+    """0-dim MMD^2: ``"biased"`` V-statistic or ``"unbiased"`` U-statistic (diagonals of XX, YY dropped).
+
+    Written with block means, as common MMD-GAN code does.  The self-pairs ``i = i'``
+    of the XX and YY blocks are coincident points; for the kernels with a kink there
+    the gradient of ``k(x_i, x_i)`` is 0 by the safe root, which is also the true
+    derivative (the value does not depend on ``x_i``).
+    """
+    n, m = x.shape[0], y.shape[0]
+    kxx, kyy, kxy = gram(kernel, x, x), gram(kernel, y, y), gram(kernel, x, y)
+    if estimator == "biased":
+        return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()
+    if estimator == "unbiased":
+        if n < 2 or m < 2:
+            raise ValueError(f"the unbiased estimator needs N >= 2 and M >= 2, got N = {n}, M = {m}")
+        return _offdiag_mean(kxx) + _offdiag_mean(kyy) - 2.0 * kxy.mean()
+    raise ValueError(f"estimator must be 'biased' or 'unbiased', got {estimator!r}")
+
+
+def witness(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kernel: Kernel) -> torch.Tensor:
+    """``[K]``: ``mean_i k(z, x_i) - mean_j k(z, y_j)``."""
+    return gram(kernel, z, x).mean(1) - gram(kernel, z, y).mean(1)
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, subsets: Optional[int] = None,
+        subset_size: int = 1000, generator: Optional[torch.Generator] = None
+        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Kernel Inception Distance: unbiased MMD^2 with ``Polynomial(3)`` (gamma = 1/D, coef0 = 1).
+
+    ``subsets=None``: exact over all samples, returns ``(value, 0)``.  Otherwise the
+    torchmetrics ``KernelInceptionDistance.compute`` protocol: per subset, draw
+    ``torch.randperm(n, generator=generator)[:subset_size]`` for the real set, then
+    the same for the fake set, compute the unbiased polynomial MMD^2; return the mean
+    and the *population* standard deviation (``std(unbiased=False)``, as torchmetrics
+    and torch-fidelity do) over subsets.
+    """
+    kernel = Polynomial(3)
+    if subsets is None:
+        value = mmd2(real, fake, kernel, "unbiased")
+        return value, torch.zeros_like(value)
+    n, m = real.shape[0], fake.shape[0]
+    if subset_size > n or subset_size > m:
+        raise ValueError(f"subset_size = {subset_size} exceeds the number of samples ({n} real, {m} fake)")
+    scores = []
+    for _ in range(subsets):
+        ir = torch.randperm(n, generator=generator)[:subset_size].to(real.device)
+        jf = torch.randperm(m, generator=generator)[:subset_size].to(fake.device)
+        scores.append(mmd2(real[ir], fake[jf], kernel, "unbiased"))
+    scores = torch.stack(scores)
+    return scores.mean(), scores.std(unbiased=False)
+
+
+def eager_mmd2_gaussian(x: torch.Tensor, y: torch.Tensor,
+                        sigmas: Union[float, Sequence[float]]) -> torch.Tensor:
+    """Biased Gaussian-mixture MMD^2 as common MMD-GAN code writes it (benchmark baseline).
+
+    ``torch.cdist(...) ** 2`` for the XX, XY, YY blocks, ``sum_sigma exp(-d / (2 sigma^2))``,
+    means, all in the input dtype.  cdist uses the matrix-product expansion for large
+    inputs, so this baseline can be inaccurate (even slightly negative distances).
+    """
+    if isinstance(sigmas, (int, float)):
+        sigmas = (sigmas,)
+    dxx = torch.cdist(x, x) ** 2
+    dxy = torch.cdist(x, y) ** 2
+    dyy = torch.cdist(y, y) ** 2
+    kxx = kxy = kyy = 0.0
+    for sig in sigmas:
+        g = 1.0 / (2.0 * float(sig) ** 2)
+        kxx = kxx + torch.exp(-g * dxx)
+        kxy = kxy + torch.exp(-g * dxy)
+        kyy = kyy + torch.exp(-g * dyy)
+    return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()

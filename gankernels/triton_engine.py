@@ -1,0 +1,733 @@
+"""CUDA kernels of the four pairwise primitives, written in Triton.
+
+Math (docs/ENGINE.md is the contract): a kernel is ``k(a, b) = phi(z)`` with
+``z = ||a - b||^2`` (radial families 0-5) or ``z = a . b`` (dot-product
+families 6-7).  The ops are
+
+* ``ksum(x, y, w)``            ``out_ic = sum_j k(x_i, y_j) w_jc``
+* ``ksum_backward(g, ...)``    gradients of ``sum_ic g_ic out_ic``
+* ``kflow(x, y, a, b)``        ``out_i = sum_j (a_i . b_j) grad_1 k(x_i, y_j)``
+* ``kflow_backward(h, ...)``   gradients of ``sum_i h_i . out_i`` (Hessian-vector products)
+
+What is fused: for one tile of ``BLOCK_I`` query rows and ``BLOCK_J`` rows of
+the other set, a program computes ``z`` (radial: the clamped expansion
+``max(|a|^2 + |b|^2 - 2 a.b, 0)`` with ``a.b`` from ``tl.dot`` over ``BLOCK_D``
+chunks of D and a NaN-preserving clamp; dot kernels: ``a.b``), the pair
+weights ``p_ij = a_i . b_j`` (``tl.dot`` over C), ``phi / phi' / phi''`` of the
+family, and the coefficient tile that is contracted with the other set's
+points or weights by a second ``tl.dot``.
+
+Memory: nothing N x M is ever allocated.  Each program owns ``BLOCK_I`` output
+rows and one block of output columns, loops over ``BLOCK_J`` tiles of the other
+set, and accumulates in registers (fp32 for fp16 / bf16 / fp32 inputs, fp64 for
+fp64 inputs).  Outputs are written once, in the accumulation dtype, and cast to
+the input dtype in Python; extra memory is O((N + M) (D + C)).
+
+Kernels (two ``@triton.jit`` kernels specialised by constexpr flags, plus the
+jitted helpers ``_tile_z`` (z of a tile), ``_tile_p`` (pair weights) and
+``_phi``, the one place that evaluates ``(phi, phi', phi'')`` of a family for a
+tile; the family code is a constexpr, mixture constants come in a small device
+tensor with a runtime component count):
+
+* ``_pair_kernel``  ``FLOW=False``: ``out = K @ V`` (ksum, gw);
+                    ``FLOW=True``:  ``out_i = sum_j p_ij grad_1 k(r_i, q_j)`` (kflow, gx, gy).
+* ``_hvp_kernel``   the Hessian-vector terms of kflow_backward; ``SIDE=0`` owns
+                    rows of x (gx, ga; ``h`` is attached to the rows),
+                    ``SIDE=1`` owns rows of y (gy, gb; ``h`` is attached to the
+                    looped-over set).
+
+Determinism: no atomics.  Column-side results (gy, gw, gb) come from a second
+launch with the roles of x and y swapped (``grad_2 k(x_i, y_j) =
+grad_1 k(y_j, x_i)``), so every output row is owned by exactly one program.
+Self mode (``y is None``) runs over the full N x N matrix with ``y = x``; the
+two roles of x are fused into one launch for ksum_backward (pair weights
+``g_i.w_j + w_i.g_j``) and accumulated by a second, stream-ordered launch for
+kflow_backward.  In self mode the diagonal ``z_ii`` is set to exactly 0 (the
+expansion leaves rounding noise there, which matters at the kinks of the
+Laplacian / Energy / Polyharmonic kernels).
+
+Limits:
+
+* The distance part ``z`` is recomputed once per block of output columns, so
+  for D (flows) or C (sums) larger than the output block (64 on GPU, 32 for
+  fp64) the pairwise work is repeated ``ceil(D / block)`` times.
+* Mixtures have no size limit (a runtime loop over components).
+* Polynomial degrees are integers (exact repeated products, negative bases
+  allowed); other powers use ``exp(e log q)`` with ``q > 0``.
+* fp32 dots (the distances of fp32 inputs, and the fp32 coefficient-tile
+  contractions for every input dtype but fp64) use TF32 tensor cores only
+  when ``torch.backends.cuda.matmul.allow_tf32`` is set; otherwise IEEE fp32.
+  fp16 / bf16 distances use native half-precision dots with fp32 accumulation.
+  With TF32 ``z`` carries ~1e-3 relative error of ``|a|^2 + |b|^2``.
+* The expansion loses precision for nearly coincident, far-from-origin points
+  (as in the CPU engine); only exact self-mode diagonals are snapped to 0.
+* CPU tensors are supported only under ``TRITON_INTERPRET=1`` (tests).
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+try:  # importing this module must work without triton
+    import triton
+    import triton.language as tl
+    HAS_TRITON = True
+except Exception:  # pragma: no cover - depends on the environment
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+__all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "register_cuda_kernels", "HAS_TRITON"]
+
+GAUSSIAN, RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, LAPLACIAN = 0, 1, 2, 3
+ENERGY, POLYHARMONIC, POLYNOMIAL, LINEAR = 4, 5, 6, 7
+_DOT_FAMILIES = (POLYNOMIAL, LINEAR)
+
+
+# ----------------------------------------------------------------------------
+# Triton kernels
+# ----------------------------------------------------------------------------
+if HAS_TRITON:
+
+    @triton.jit
+    def _phi(z, P, NP, IP, FAMILY: tl.constexpr, NEED0: tl.constexpr, NEED1: tl.constexpr,
+             NEED2: tl.constexpr):
+        """(phi, phi', phi'') of the family on a tile of z (unneeded ones are 0).
+
+        P holds the family's derived constants (see ``_kernel_params``), NP the
+        number of mixture components, IP an integer parameter (polynomial degree).
+        """
+        f0 = tl.zeros_like(z)
+        f1 = tl.zeros_like(z)
+        f2 = tl.zeros_like(z)
+        if FAMILY == 0:  # Gaussian: P = [u_k = 1 / (2 s_k^2)]
+            for k in range(NP):
+                u = tl.load(P + k)
+                e = tl.exp(-u * z)
+                if NEED0:
+                    f0 += e
+                if NEED1:
+                    f1 -= u * e
+                if NEED2:
+                    f2 += (u * u) * e
+        elif FAMILY == 1:  # RationalQuadratic: P = [alpha, 1/(2 alpha l^2), 1/(2 l^2), (alpha+1)/(4 alpha l^4)]_k
+            for k in range(NP):
+                al = tl.load(P + 4 * k)
+                u = tl.load(P + 4 * k + 1)
+                c1 = tl.load(P + 4 * k + 2)
+                c2 = tl.load(P + 4 * k + 3)
+                b = 1.0 + u * z
+                t = tl.exp(-al * tl.log(b))
+                ib = 1.0 / b
+                if NEED0:
+                    f0 += t
+                if NEED1:
+                    f1 -= c1 * t * ib
+                if NEED2:
+                    f2 += c2 * t * ib * ib
+        elif FAMILY == 2:  # InverseMultiquadric: P = [beta, beta (beta - 1), c^2]_k
+            for k in range(NP):
+                be = tl.load(P + 3 * k)
+                bb = tl.load(P + 3 * k + 1)
+                cc = tl.load(P + 3 * k + 2)
+                q = cc + z
+                t = tl.exp(be * tl.log(q))
+                iq = 1.0 / q
+                if NEED0:
+                    f0 += t
+                if NEED1:
+                    f1 += be * t * iq
+                if NEED2:
+                    f2 += bb * t * iq * iq
+        elif FAMILY == 3:  # Laplacian: P = [1 / s_k]
+            r = tl.sqrt(z)
+            kink = z == 0.0
+            rs = tl.where(kink, 1.0, r)
+            ir = 1.0 / rs
+            for k in range(NP):
+                v = tl.load(P + k)
+                e = tl.exp(-v * r)
+                if NEED0:
+                    f0 += e
+                if NEED1:
+                    f1 -= (0.5 * v) * e * ir
+                if NEED2:
+                    f2 += e * (0.25 * v) * ir * ir * (v + ir)
+            f1 = tl.where(kink, 0.0, f1)
+            f2 = tl.where(kink, 0.0, f2)
+        elif FAMILY == 4:  # Energy: -r
+            r = tl.sqrt(z)
+            kink = z == 0.0
+            ir = 1.0 / tl.where(kink, 1.0, r)
+            if NEED0:
+                f0 = -r
+            if NEED1:
+                f1 = tl.where(kink, 0.0, -0.5 * ir)
+            if NEED2:
+                f2 = tl.where(kink, 0.0, 0.25 * ir * ir * ir)
+        elif FAMILY == 5:  # Polyharmonic: P = [h = k/2, eps^2, even, h (h - 1)]
+            h = tl.load(P)
+            e2 = tl.load(P + 1)
+            ev = tl.load(P + 2)
+            hh = tl.load(P + 3)
+            q = z + e2
+            kink = q == 0.0
+            qs = tl.where(kink, 1.0, q)
+            lq = tl.log(qs)
+            iq = 1.0 / qs
+            qh = tl.exp(h * lq)
+            lg = ev * (0.5 * lq) + (1.0 - ev)  # log(q)/2 for even k, 1 for odd k
+            if NEED0:
+                f0 = tl.where(kink, 0.0, qh * lg)
+            if NEED1:
+                f1 = tl.where(kink, 0.0, qh * iq * (h * lg + 0.5 * ev))
+            if NEED2:
+                f2 = tl.where(kink, 0.0, qh * iq * iq * (hh * lg + ev * (h - 0.5)))
+        elif FAMILY == 6:  # Polynomial: P = [gamma, coef0, n gamma, n (n - 1) gamma^2], IP = n
+            ga = tl.load(P)
+            c0 = tl.load(P + 1)
+            n1 = tl.load(P + 2)
+            n2 = tl.load(P + 3)
+            base = ga * z + c0
+            pm1 = tl.zeros_like(z) + 1.0  # base^(n-1)
+            pm2 = tl.zeros_like(z) + 1.0  # base^(n-2) (1 when n = 1, where its factor is 0)
+            for t in range(1, IP):
+                pm2 = pm1
+                pm1 = pm1 * base
+            if NEED0:
+                f0 = pm1 * base
+            if NEED1:
+                f1 = n1 * pm1
+            if NEED2:
+                f2 = n2 * pm2
+        else:  # Linear
+            if NEED0:
+                f0 = z
+            if NEED1:
+                f1 = tl.zeros_like(z) + 1.0
+        return f0, f1, f2
+
+    @triton.jit
+    def _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL: tl.constexpr, SELF: tl.constexpr,
+                ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+                BLOCK_D: tl.constexpr):
+        """z for the tile (rows ri of R, rows rj of Q)."""
+        xy = tl.zeros([BLOCK_I, BLOCK_J], ACC)
+        rn = tl.zeros([BLOCK_I], ACC)
+        qn = tl.zeros([BLOCK_J], ACC)
+        for d0 in range(0, D, BLOCK_D):
+            rd = d0 + tl.arange(0, BLOCK_D)
+            md = rd < D
+            a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
+            b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
+            xy += tl.dot(a, b, input_precision=PREC)
+            if RADIAL:
+                af = a.to(ACC)
+                bf = b.to(ACC)
+                rn += tl.sum(af * af, 1)
+                qn += tl.sum(bf * bf, 0)
+        if RADIAL:
+            z = rn[:, None] + qn[None, :] - 2.0 * xy
+            z = tl.where(z < 0.0, 0.0, z)  # NaN-preserving clamp
+            if SELF:
+                z = tl.where(ri[:, None] == rj[None, :], z * 0.0, z)  # exact diagonal, NaN kept
+        else:
+            z = xy
+        return z
+
+    @triton.jit
+    def _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC: tl.constexpr, PREC: tl.constexpr,
+                BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_C: tl.constexpr):
+        """p_ij = RC_i . QC_j for the tile."""
+        p = tl.zeros([BLOCK_I, BLOCK_J], ACC)
+        for c0 in range(0, C, BLOCK_C):
+            rc = c0 + tl.arange(0, BLOCK_C)
+            mc = rc < C
+            a = tl.load(RC + ri[:, None] * s_rc + rc[None, :], mask=mi[:, None] & mc[None, :], other=0.0)
+            b = tl.load(QC + rj[None, :] * s_qc + rc[:, None], mask=mc[:, None] & mj[None, :], other=0.0)
+            p += tl.dot(a.to(ACC), b.to(ACC), input_precision=PREC)
+        return p
+
+    @triton.jit
+    def _pair_kernel(R, Q, RC, QC, OUT, P,
+                     NR, NQ, D, C, NO,
+                     s_r, s_q, s_rc, s_qc, s_out,
+                     NP, IP,
+                     FAMILY: tl.constexpr, RADIAL: tl.constexpr, FLOW: tl.constexpr, SELF: tl.constexpr,
+                     ACC: tl.constexpr, PREC: tl.constexpr,
+                     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
+                     BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr):
+        """FLOW=False: OUT[r, o] = sum_q k(R_r, Q_q) QC[q, o]            (o < NO = C)
+        FLOW=True:  OUT[r, o] = sum_q (RC_r . QC_q) grad_1 k(R_r, Q_q)_o  (o < NO = D)"""
+        pid_i = tl.program_id(0)
+        pid_o = tl.program_id(1)
+        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
+        mi = ri < NR
+        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
+        mo = ro < NO
+        acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
+        rsum = tl.zeros([BLOCK_I], ACC)
+        for j0 in range(0, NQ, BLOCK_J):
+            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
+            mj = rj < NQ
+            z = _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL, SELF, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
+            if FLOW:
+                p = _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_C)
+                _f0, f1, _f2 = _phi(z, P, NP, IP, FAMILY, False, True, False)
+                s = tl.where(mj[None, :], p * f1, 0.0)
+                v = tl.load(Q + rj[:, None] * s_q + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
+                if RADIAL:
+                    rsum += tl.sum(s, 1)
+            else:
+                f0, _f1, _f2 = _phi(z, P, NP, IP, FAMILY, True, False, False)
+                s = tl.where(mj[None, :], f0, 0.0)
+                v = tl.load(QC + rj[:, None] * s_qc + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
+            acc += tl.dot(s, v.to(ACC), input_precision=PREC)
+        if FLOW:
+            if RADIAL:  # sum_j 2 s_ij (r_i - q_j)
+                r = tl.load(R + ri[:, None] * s_r + ro[None, :], mask=mi[:, None] & mo[None, :], other=0.0)
+                acc = 2.0 * (r.to(ACC) * rsum[:, None] - acc)
+        tl.store(OUT + ri[:, None] * s_out + ro[None, :], acc, mask=mi[:, None] & mo[None, :])
+
+    @triton.jit
+    def _hvp_kernel(R, Q, H, RC, QC, OUTD, OUTC, P,
+                    NR, NQ, D, C,
+                    s_r, s_q, s_h, s_rc, s_qc, s_od, s_oc,
+                    NP, IP,
+                    FAMILY: tl.constexpr, RADIAL: tl.constexpr, SIDE: tl.constexpr, SELF: tl.constexpr,
+                    NEED_D: tl.constexpr, NEED_C: tl.constexpr, ACCUM_D: tl.constexpr,
+                    ACC: tl.constexpr, PREC: tl.constexpr,
+                    BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_OD: tl.constexpr, BLOCK_OC: tl.constexpr):
+        """Hessian-vector terms of kflow_backward (docs/ENGINE.md).
+
+        SIDE=0: rows R = x (with h = H rows), RC = a, Q = y, QC = b -> OUTD = gx, OUTC = ga.
+        SIDE=1: rows R = y, RC = b, Q = x (with h = H rows of the looped set), QC = a
+                -> OUTD = gy, OUTC = gb.
+        ACCUM_D adds OUTD's current content (self mode: second role of x).
+        """
+        pid_i = tl.program_id(0)
+        pid_o = tl.program_id(1)
+        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
+        mi = ri < NR
+        rod = pid_o * BLOCK_OD + tl.arange(0, BLOCK_OD)
+        mod = rod < D
+        roc = pid_o * BLOCK_OC + tl.arange(0, BLOCK_OC)
+        moc = roc < C
+        acc_d = tl.zeros([BLOCK_I, BLOCK_OD], ACC)   # sum_j c_ij q_j
+        acc_d2 = tl.zeros([BLOCK_I, BLOCK_OD], ACC)  # SIDE=1: sum_j d_ij h_j
+        acc_c = tl.zeros([BLOCK_I, BLOCK_OC], ACC)   # sum_j e_ij QC_j
+        rs_c = tl.zeros([BLOCK_I], ACC)
+        rs_d = tl.zeros([BLOCK_I], ACC)
+        for j0 in range(0, NQ, BLOCK_J):
+            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
+            mj = rj < NQ
+            xy = tl.zeros([BLOCK_I, BLOCK_J], ACC)
+            hd = tl.zeros([BLOCK_I, BLOCK_J], ACC)  # h . (other point)
+            rn = tl.zeros([BLOCK_I], ACC)
+            qn = tl.zeros([BLOCK_J], ACC)
+            hs_r = tl.zeros([BLOCK_I], ACC)  # SIDE=0: h_i . x_i
+            hs_q = tl.zeros([BLOCK_J], ACC)  # SIDE=1: h_i . x_i for the looped x
+            for d0 in range(0, D, BLOCK_D):
+                rd = d0 + tl.arange(0, BLOCK_D)
+                md = rd < D
+                a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
+                b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
+                xy += tl.dot(a, b, input_precision=PREC)
+                if SIDE == 0:
+                    hr = tl.load(H + ri[:, None] * s_h + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
+                    hd += tl.dot(hr, b, input_precision=PREC)
+                    if RADIAL:
+                        hs_r += tl.sum(hr.to(ACC) * a.to(ACC), 1)
+                else:
+                    hq = tl.load(H + rj[None, :] * s_h + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
+                    hd += tl.dot(a, hq, input_precision=PREC)
+                    if RADIAL:
+                        hs_q += tl.sum(hq.to(ACC) * b.to(ACC), 0)
+                if RADIAL:
+                    af = a.to(ACC)
+                    bf = b.to(ACC)
+                    rn += tl.sum(af * af, 1)
+                    qn += tl.sum(bf * bf, 0)
+            if RADIAL:
+                z = rn[:, None] + qn[None, :] - 2.0 * xy
+                z = tl.where(z < 0.0, 0.0, z)  # NaN-preserving clamp
+                if SELF:
+                    z = tl.where(ri[:, None] == rj[None, :], z * 0.0, z)
+                if SIDE == 0:
+                    hij = 2.0 * (hs_r[:, None] - hd)
+                else:
+                    hij = 2.0 * (hs_q[None, :] - hd)
+            else:
+                z = xy
+                hij = hd
+            p = _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_C)
+            _f0, f1, f2 = _phi(z, P, NP, IP, FAMILY, False, True, NEED_D)
+            if NEED_C:
+                e = tl.where(mj[None, :], f1 * hij, 0.0)
+                vc = tl.load(QC + rj[:, None] * s_qc + roc[None, :], mask=mj[:, None] & moc[None, :], other=0.0)
+                acc_c += tl.dot(e, vc.to(ACC), input_precision=PREC)
+            if NEED_D:
+                c = tl.where(mj[None, :], p * f2 * hij, 0.0)
+                d = tl.where(mj[None, :], p * f1, 0.0)
+                vq = tl.load(Q + rj[:, None] * s_q + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
+                acc_d += tl.dot(c, vq.to(ACC), input_precision=PREC)
+                if RADIAL:
+                    rs_c += tl.sum(c, 1)
+                if SIDE == 0:
+                    if RADIAL:
+                        rs_d += tl.sum(d, 1)
+                else:
+                    vh = tl.load(H + rj[:, None] * s_h + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
+                    acc_d2 += tl.dot(d, vh.to(ACC), input_precision=PREC)
+        if NEED_C:
+            tl.store(OUTC + ri[:, None] * s_oc + roc[None, :], acc_c, mask=mi[:, None] & moc[None, :])
+        if NEED_D:
+            m2 = mi[:, None] & mod[None, :]
+            if RADIAL:
+                r = tl.load(R + ri[:, None] * s_r + rod[None, :], mask=m2, other=0.0).to(ACC)
+                out = 2.0 * (r * rs_c[:, None] - acc_d)
+                if SIDE == 0:
+                    hr = tl.load(H + ri[:, None] * s_h + rod[None, :], mask=m2, other=0.0).to(ACC)
+                    out += 2.0 * hr * rs_d[:, None]
+                else:
+                    out -= 2.0 * acc_d2
+            else:
+                out = acc_d
+                if SIDE == 1:
+                    out += acc_d2
+            if ACCUM_D:
+                out += tl.load(OUTD + ri[:, None] * s_od + rod[None, :], mask=m2, other=0.0)
+            tl.store(OUTD + ri[:, None] * s_od + rod[None, :], out, mask=m2)
+
+
+# ----------------------------------------------------------------------------
+# Python side: parameters, configuration, launchers
+# ----------------------------------------------------------------------------
+def _kernel_params(family: int, params: Sequence[float]) -> Tuple[List[float], int, int]:
+    """(derived constants for ``_phi``, mixture count NP, integer parameter IP)."""
+    p = [float(v) for v in params]
+    if family in (GAUSSIAN, LAPLACIAN):
+        if not p:
+            raise ValueError("Gaussian / Laplacian kernels need at least one sigma")
+        if family == GAUSSIAN:
+            return [0.5 / (s * s) for s in p], len(p), 0
+        return [1.0 / s for s in p], len(p), 0
+    if family == RATIONAL_QUADRATIC:
+        if len(p) < 2:
+            raise ValueError("RationalQuadratic params are [lengthscale, alpha...]")
+        l2 = p[0] * p[0]
+        out = []
+        for a in p[1:]:
+            out += [a, 1.0 / (2.0 * a * l2), 1.0 / (2.0 * l2), (a + 1.0) / (4.0 * a * l2 * l2)]
+        return out, len(p) - 1, 0
+    if family == INVERSE_MULTIQUADRIC:
+        if len(p) < 2:
+            raise ValueError("InverseMultiquadric params are [beta, c...]")
+        b = p[0]
+        out = []
+        for c in p[1:]:
+            out += [b, b * (b - 1.0), c * c]
+        return out, len(p) - 1, 0
+    if family == ENERGY:
+        return [], 0, 0
+    if family == POLYHARMONIC:
+        if len(p) != 2:
+            raise ValueError("Polyharmonic params are [k, eps]")
+        k = int(round(p[0]))
+        h = 0.5 * k
+        return [h, p[1] * p[1], 1.0 if k % 2 == 0 else 0.0, h * (h - 1.0)], 1, k
+    if family == POLYNOMIAL:
+        if len(p) != 3:
+            raise ValueError("Polynomial params are [degree, gamma, coef0]")
+        n = int(round(p[0]))
+        if n < 1 or n != p[0]:
+            raise ValueError(f"Polynomial degree must be a positive integer, got {p[0]}")
+        g = p[1]
+        return [g, p[2], n * g, n * (n - 1) * g * g], 1, n
+    if family == LINEAR:
+        return [], 0, 0
+    raise ValueError(f"unknown kernel family code {family}")
+
+
+_PARAM_CACHE: dict = {}
+
+
+def _param_tensor(family, params, dtype, device):
+    key = (int(family), tuple(float(v) for v in params), dtype, str(device))
+    hit = _PARAM_CACHE.get(key)
+    if hit is None:
+        vals, n_mix, ip = _kernel_params(int(family), params)
+        t = torch.tensor(vals if vals else [0.0], dtype=dtype, device=device)
+        hit = (t, n_mix, ip)
+        if len(_PARAM_CACHE) > 256:
+            _PARAM_CACHE.clear()
+        _PARAM_CACHE[key] = hit
+    return hit
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _pow2(n: int, lo: int, hi: int) -> int:
+    v = lo
+    while v < n and v < hi:
+        v *= 2
+    return v
+
+
+class _Cfg:
+    """Everything a launch needs that depends only on dtype / device."""
+
+    def __init__(self, x: torch.Tensor):
+        if not HAS_TRITON:
+            raise RuntimeError("gankernels.triton_engine needs triton")
+        if x.device.type != "cuda" and not _interpreting():
+            raise RuntimeError("the Triton engine runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1)")
+        fp64 = x.dtype == torch.float64
+        self.acc_torch = torch.float64 if fp64 else torch.float32
+        self.acc = tl.float64 if fp64 else tl.float32
+        tf32 = (x.device.type == "cuda" and not fp64 and torch.backends.cuda.matmul.allow_tf32)
+        self.prec = "tf32" if tf32 else "ieee"
+        if _interpreting():
+            self.bi = self.bj = self.bd = self.bc = 16
+            self.hvp_bj = 16
+            self.max_o = 16
+            self.num_warps = self.hvp_warps = 1
+        elif fp64:
+            self.bi, self.bj, self.bd, self.bc = 32, 32, 16, 16
+            self.hvp_bj = 32
+            self.max_o = 32
+            self.num_warps = 4
+            self.hvp_warps = 8
+        else:
+            self.bi, self.bj, self.bd, self.bc = 64, 64, 32, 32
+            self.hvp_bj = 32
+            self.max_o = 64
+            self.num_warps = 8  # 4 warps spill on sm_90 (ptxas -v), 8 do not
+            self.hvp_warps = 8
+
+    def cblock(self, c: int) -> int:
+        return _pow2(c, 16, self.bc)
+
+    def oblock(self, n: int) -> int:
+        return _pow2(n, 16, self.max_o)
+
+
+def _rows(t: torch.Tensor, dtype) -> torch.Tensor:
+    """2-D, input dtype, unit column stride (row stride passed to the kernel)."""
+    if t.dtype != dtype:
+        t = t.to(dtype)
+    if t.dim() != 2:
+        raise ValueError(f"expected a 2-D tensor, got shape {tuple(t.shape)}")
+    if t.size(1) > 1 and t.stride(1) != 1:
+        t = t.contiguous()
+    return t
+
+
+def _rs(t: torch.Tensor) -> int:
+    return t.stride(0) if t.size(0) > 1 else max(t.size(1), 1)
+
+
+def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, flow, self_mode):
+    NR, D = R.shape
+    NQ = Q.shape[0]
+    C = QC.shape[1]
+    NO = out.shape[1]
+    if NR == 0 or NO == 0:
+        return out
+    if NQ == 0:
+        out.zero_()
+        return out
+    bo = cfg.oblock(NO)
+    grid = (triton.cdiv(NR, cfg.bi), triton.cdiv(NO, bo))
+    RCt = RC if RC is not None else QC
+    _pair_kernel[grid](
+        R, Q, RCt, QC, out, P,
+        NR, NQ, D, C, NO,
+        _rs(R), _rs(Q), _rs(RCt), _rs(QC), _rs(out),
+        np_, ip,
+        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode,
+        ACC=cfg.acc, PREC=cfg.prec,
+        BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
+        num_warps=cfg.num_warps,
+    )
+    return out
+
+
+def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, side, self_mode, accum_d):
+    NR, D = R.shape
+    NQ = Q.shape[0]
+    C = RC.shape[1]
+    need_d = outd is not None and D > 0
+    need_c = outc is not None and C > 0
+    if NR == 0 or not (need_d or need_c):
+        return
+    if NQ == 0:
+        if need_d and not accum_d:
+            outd.zero_()
+        if need_c:
+            outc.zero_()
+        return
+    bod = cfg.oblock(D)
+    boc = cfg.oblock(C)
+    n_o = max(triton.cdiv(D, bod) if need_d else 0, triton.cdiv(C, boc) if need_c else 0)
+    grid = (triton.cdiv(NR, cfg.bi), n_o)
+    od = outd if need_d else R  # dummies are never touched (constexpr-disabled)
+    oc = outc if need_c else RC
+    _hvp_kernel[grid](
+        R, Q, H, RC, QC, od, oc, P,
+        NR, NQ, D, C,
+        _rs(R), _rs(Q), _rs(H), _rs(RC), _rs(QC), _rs(od), _rs(oc),
+        np_, ip,
+        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, SIDE=side, SELF=self_mode,
+        NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum_d,
+        ACC=cfg.acc, PREC=cfg.prec,
+        BLOCK_I=cfg.bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C),
+        BLOCK_OD=bod, BLOCK_OC=boc,
+        num_warps=cfg.hvp_warps,
+    )
+
+
+def _prepare(x, y):
+    if x.dim() != 2:
+        raise ValueError(f"x must be 2-D [points, dim], got shape {tuple(x.shape)}")
+    dtype = x.dtype
+    if not dtype.is_floating_point:
+        raise TypeError(f"x must be a floating tensor, got {dtype}")
+    cfg = _Cfg(x)
+    xr = _rows(x, dtype)
+    if y is None:
+        return cfg, dtype, xr, xr, True
+    if y.dim() != 2 or y.size(1) != x.size(1):
+        raise ValueError(f"x and y must be 2-D with the same dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
+    return cfg, dtype, xr, _rows(y, dtype), False
+
+
+def _empty(rows, cols, like, dtype):
+    return torch.zeros((rows, cols), dtype=dtype, device=like.device)
+
+
+# ----------------------------------------------------------------------------
+# The four ops
+# ----------------------------------------------------------------------------
+def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
+         params: Sequence[float]) -> torch.Tensor:
+    """out[N, C] = sum_j k(x_i, y_j) w_jc."""
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    fam = int(family)
+    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    wr = _rows(w, dtype)
+    if wr.size(0) != yr.size(0):
+        raise ValueError(f"w must have {yr.size(0)} rows, got shape {tuple(w.shape)}")
+    out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
+    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, False, self_mode)
+    return out.to(dtype)
+
+
+def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
+                  params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gx [N, D], gy [M, D] or [0, D] in self mode, gw [M, C]) of L = sum g * ksum(x, y, w)."""
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    fam = int(family)
+    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    gr = _rows(g, dtype)
+    wr = _rows(w, dtype)
+    N, D = xr.shape
+    M = yr.shape[0]
+    C = wr.shape[1]
+    mask = [bool(m) for m in mask]
+    acc = cfg.acc_torch
+    gx = torch.empty((N, D), dtype=acc, device=x.device) if mask[0] else _empty(N, D, x, acc)
+    if self_mode:
+        gy = _empty(0, D, x, acc)
+    else:
+        gy = torch.empty((M, D), dtype=acc, device=x.device) if mask[1] else _empty(M, D, x, acc)
+    gw = torch.empty((M, C), dtype=acc, device=x.device) if mask[2] else _empty(M, C, x, acc)
+    if mask[0]:
+        if self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
+            _launch_pair(cfg, fam, P, np_, ip, xr, xr, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx,
+                         True, True)
+        else:
+            _launch_pair(cfg, fam, P, np_, ip, xr, yr, gr, wr, gx, True, False)
+    if mask[1] and not self_mode:
+        _launch_pair(cfg, fam, P, np_, ip, yr, xr, wr, gr, gy, True, False)
+    if mask[2]:
+        _launch_pair(cfg, fam, P, np_, ip, yr, xr, None, gr, gw, False, self_mode)
+    return gx.to(dtype), gy.to(dtype), gw.to(dtype)
+
+
+def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor, family: int,
+          params: Sequence[float]) -> torch.Tensor:
+    """out[N, D] = sum_j (a_i . b_j) grad_1 k(x_i, y_j)."""
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    fam = int(family)
+    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    ar = _rows(a, dtype)
+    br = _rows(b, dtype)
+    out = torch.empty(xr.shape, dtype=cfg.acc_torch, device=x.device)
+    _launch_pair(cfg, fam, P, np_, ip, xr, yr, ar, br, out, True, self_mode)
+    return out.to(dtype)
+
+
+def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor,
+                   b: torch.Tensor, family: int, params: Sequence[float], mask: Sequence[bool]
+                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gx, gy, ga, gb) of L = sum_i h_i . kflow(x, y, a, b)_i; self mode: gx total, gy [0, D]."""
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    fam = int(family)
+    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    hr = _rows(h, dtype)
+    ar = _rows(a, dtype)
+    br = _rows(b, dtype)
+    N, D = xr.shape
+    M = yr.shape[0]
+    C = ar.shape[1]
+    mask = [bool(m) for m in mask]
+    acc = cfg.acc_torch
+    dev = x.device
+    gx = torch.empty((N, D), dtype=acc, device=dev) if mask[0] else _empty(N, D, x, acc)
+    ga = torch.empty((N, C), dtype=acc, device=dev) if mask[2] else _empty(N, C, x, acc)
+    gb = torch.empty((M, C), dtype=acc, device=dev) if mask[3] else _empty(M, C, x, acc)
+    if self_mode:
+        gy = _empty(0, D, x, acc)
+        # role 1 (rows of x own the flow outputs): gx part 1 and ga
+        _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
+                    0, True, False)
+        # role 2 (x as the looped-over set): gx part 2 (accumulated) and gb
+        _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, br, ar, gx if mask[0] else None, gb if mask[3] else None,
+                    1, True, True)
+    else:
+        gy = torch.empty((M, D), dtype=acc, device=dev) if mask[1] else _empty(M, D, x, acc)
+        _launch_hvp(cfg, fam, P, np_, ip, xr, yr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
+                    0, False, False)
+        _launch_hvp(cfg, fam, P, np_, ip, yr, xr, hr, br, ar, gy if mask[1] else None, gb if mask[3] else None,
+                    1, False, False)
+    return gx.to(dtype), gy.to(dtype), ga.to(dtype), gb.to(dtype)
+
+
+# ----------------------------------------------------------------------------
+# Registration
+# ----------------------------------------------------------------------------
+_REGISTERED = False
+
+
+def register_cuda_kernels() -> bool:
+    """Register the four functions as the CUDA kernels of the ``gankernels`` ops.
+
+    The schemas are defined by the C++ extension, which must be loaded first.
+    Returns False (and does nothing) when triton is not importable.  Idempotent.
+    """
+    global _REGISTERED
+    if not HAS_TRITON:
+        return False
+    if _REGISTERED:
+        return True
+    for name, fn in (("ksum", ksum), ("ksum_backward", ksum_backward), ("kflow", kflow),
+                     ("kflow_backward", kflow_backward)):
+        torch.library.register_kernel(f"gankernels::{name}", "cuda", fn)
+    _REGISTERED = True
+    return True
