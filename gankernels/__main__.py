@@ -1,7 +1,8 @@
-"""``gankernels`` / ``python -m gankernels``: facts about this install.
+"""``gankernels`` / ``python -m gankernels``: facts about this install, and the trainer.
 
 Subcommands: ``info`` (default) prints the version, torch, the compiled CPU
-extension and whether CUDA kernels (Triton) are available.
+extension and whether CUDA kernels (Triton) are available; ``train`` and
+``sample`` run the GAN recipes of ``gankernels.train`` (``--help`` on each).
 """
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ import argparse
 import sys
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="gankernels", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="info", choices=["info"])
-    parser.parse_args(argv)
+def info() -> int:
     import torch
 
     import gankernels
@@ -30,6 +28,19 @@ def main(argv=None) -> int:
     print("ops: " + ", ".join(sorted(n for n in ("ksum", "ksum_backward", "kflow", "kflow_backward")
                                      if hasattr(torch.ops.gankernels, n))))
     return 0
+
+
+def main(argv=None) -> int:
+    from .train import cli
+
+    parser = argparse.ArgumentParser(prog="gankernels", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("info", help="versions, threads, compiled ops (the default)")
+    cli.add_parsers(sub)
+    args = parser.parse_args(argv)
+    if args.command in (None, "info"):
+        return info()
+    return cli.run(args)
 
 
 if __name__ == "__main__":

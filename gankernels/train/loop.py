@@ -1,0 +1,353 @@
+"""The one training loop, checkpoints, and sampling (with optional Langevin refinement).
+
+A run lives in one folder: ``checkpoint.pt`` (atomic: temp file + fsync + rename),
+``config.json``, ``metrics.jsonl`` (one line per evaluation), ``samples/step_*.png``,
+``samples.npy`` (the last evaluation's samples) and ``report.md``.  A checkpoint
+holds the networks, the optimisers, the step and the state of the run's one
+``torch.Generator``; resuming from it reproduces the uninterrupted run exactly
+(CPU), and metrics logged after it by a killed run are dropped and recomputed.
+Evaluation draws its own fixed latent batch, so it never perturbs training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import torch
+
+import gankernels as gk
+
+from .data import Dataset, load_data
+from .errors import ConfigError, require_op
+from .metrics import EVAL_SAMPLES, digits_classifier, evaluate
+from .picture import save_picture
+from .recipes import Context, Recipe, data_kernel, make_recipe
+
+__all__ = ["RunConfig", "train", "resume", "load_run", "sample", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT = "gankernels.train/1"
+EVAL_SEED_OFFSET = 7919
+
+
+@dataclass
+class RunConfig:
+    recipe: str
+    data: str
+    batch: int = 256
+    steps: int = 2000
+    seed: int = 0
+    device: str = "cpu"
+    lr: Optional[float] = None
+    hidden: int = 128
+    z_dim: int = 8
+    eval_every: int = 0          # 0: steps // 10
+    ckpt_every: int = 0          # 0: eval_every
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("batch", "steps", "hidden", "z_dim"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        if self.batch < 2:
+            raise ConfigError(f"--batch must be at least 2 (unbiased MMD^2), got {self.batch}")
+        for name in ("eval_every", "ckpt_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be positive, got {self.lr}")
+        try:
+            dev = torch.device(self.device)
+        except RuntimeError:
+            raise ConfigError(f"--device {self.device!r}: not a device (use cpu or cuda)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available here; use --device cpu")
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 10)
+
+    @property
+    def ckpt_interval(self) -> int:
+        return self.ckpt_every or self.eval_interval
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: str, cfg: RunConfig, recipe: Recipe, step: int, rng: torch.Generator,
+                    elapsed: float) -> None:
+    state = {"format": FORMAT, "config": dataclasses.asdict(cfg), "step": step, "elapsed_s": elapsed,
+             "recipe": recipe.state_dict(), "rng": rng.get_state()}
+    _atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no checkpoint to resume from (train without --resume to start a new run)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [""])[0][:120]
+        raise ConfigError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {reason}); it is damaged "
+                          "or not a gankernels checkpoint -- restore it or start a new run in another --out") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not a {FORMAT} checkpoint; start a new run in another --out")
+    return state
+
+
+def build(cfg: RunConfig, data: Dataset) -> Recipe:
+    """The recipe with its initial weights, a function of cfg.seed only (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        recipe = make_recipe(cfg.recipe, data, cfg.hidden, cfg.z_dim, cfg.lr, cfg.options)
+    return recipe.to(cfg.device)
+
+
+def load_run(out: str):
+    """(cfg, data, recipe, state) of the run in folder ``out`` from its checkpoint."""
+    state = load_checkpoint(os.path.join(out, CHECKPOINT))
+    try:
+        cfg = RunConfig(**state["config"])
+        data = load_data(cfg.data)
+        recipe = build(cfg, data)
+        recipe.load_state_dict(state["recipe"])
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise ConfigError(f"{out}/{CHECKPOINT}: does not match this version of the recipe ({type(exc).__name__}: "
+                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None
+    return cfg, data, recipe, state
+
+
+# ----------------------------------------------------------------------------- progress and files
+
+class Progress:
+    """One stderr line: step, rate, running losses and the last metrics (redrawn at most 4 times a second)."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.last = total, enabled, 0.0
+        self.tty = enabled and sys.stderr.isatty()
+
+    def show(self, step: int, rate: float, logs: Dict[str, float], metrics: Dict[str, Any], force: bool = False):
+        now = time.monotonic()
+        if not self.enabled or (not force and (not self.tty or now - self.last < 0.25)):
+            return
+        self.last = now
+        width = 20
+        done = int(width * step / self.total)
+        parts = [f"[{'#' * done}{'.' * (width - done)}] {step}/{self.total}", f"{rate:.1f} it/s"]
+        parts += [f"{k} {v:.4g}" for k, v in logs.items()]
+        parts += [_fmt_metric(k, v, metrics) for k, v in metrics.items() if k in ("modes", "hq", "kid", "classes")]
+        line = " | ".join(parts)
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def _fmt_metric(key: str, value, metrics) -> str:
+    if key == "modes":
+        return f"modes {value}/{metrics['n_modes']}"
+    if key == "hq":
+        return f"hq {100 * value:.1f}%"
+    if key == "classes":
+        return f"classes {value}/10"
+    return f"{key} {value:.3g}"
+
+
+def _read_metrics(path: str, upto: Optional[int] = None) -> List[Dict[str, Any]]:
+    if not os.path.isfile(path):
+        return []
+    rows = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a kill
+            if upto is None or row.get("step", 0) <= upto:
+                rows.append(row)
+    return rows
+
+
+def _write_metrics(path: str, rows: List[Dict[str, Any]]) -> None:
+    _atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+
+
+def _eval_noise(cfg: RunConfig) -> torch.Tensor:
+    g = torch.Generator().manual_seed(cfg.seed + EVAL_SEED_OFFSET)
+    return torch.randn(EVAL_SAMPLES, cfg.z_dim, generator=g).to(cfg.device)
+
+
+def _classifier(data: Dataset):
+    return digits_classifier() if data.image_shape == (8, 8) and data.name == "digits" else None
+
+
+# ----------------------------------------------------------------------------- training
+
+def train(cfg: RunConfig, out: str, progress: bool = True, use_matplotlib: Optional[bool] = None) -> Dict[str, Any]:
+    """Train a new run of ``cfg`` in folder ``out``; returns the last evaluation's metrics.
+
+    Everything is checked (configuration, data, recipe options) before anything is written.
+    """
+    cfg.validate()
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    data = load_data(cfg.data)
+    recipe = build(cfg, data)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    return _loop(out, cfg, data, recipe, rng, 0, 0.0, [], progress, use_matplotlib)
+
+
+def resume(out: str, steps: Optional[int] = None, progress: bool = True,
+           use_matplotlib: Optional[bool] = None) -> Dict[str, Any]:
+    """Continue the run in ``out`` from its checkpoint, to ``steps`` in total (default: its configured steps).
+
+    Metrics a killed run logged after the checkpoint are dropped; the steps after it are
+    recomputed exactly as the uninterrupted run would have done them.
+    """
+    cfg, data, recipe, state = load_run(out)
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < state["step"]:
+            raise ConfigError(f"--steps must be an integer >= the checkpoint's step {state['step']}, got {steps!r}")
+        cfg.steps = steps
+    rng = torch.Generator()
+    rng.set_state(state["rng"])
+    history = _read_metrics(os.path.join(out, "metrics.jsonl"), upto=state["step"])
+    return _loop(out, cfg, data, recipe, rng, state["step"], state["elapsed_s"], history, progress, use_matplotlib)
+
+
+def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_matplotlib) -> Dict[str, Any]:
+    os.makedirs(os.path.join(out, "samples"), exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(cfg), f, indent=1)
+    metrics_path = os.path.join(out, "metrics.jsonl")
+    _write_metrics(metrics_path, history)
+    ckpt_path = os.path.join(out, CHECKPOINT)
+    ctx = Context(data, cfg.batch, cfg.z_dim, rng, torch.device(cfg.device))
+    classifier, z_eval = _classifier(data), _eval_noise(cfg)
+    bar = Progress(cfg.steps, progress)
+    sums: Dict[str, float] = {}
+    count, last = 0, (history[-1] if history else {})
+    t0 = time.perf_counter() - elapsed
+    t_rate = time.perf_counter()
+    for step in range(start + 1, cfg.steps + 1):
+        logs = recipe.step(ctx)
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        evaluate_now = step % cfg.eval_interval == 0 or step == cfg.steps
+        if evaluate_now:
+            samples = recipe.generate(z_eval).cpu()
+            last = {"step": step, "time_s": round(time.perf_counter() - t0, 3),
+                    **{k: v / count for k, v in sums.items()}, **evaluate(data, samples, classifier)}
+            history.append(last)
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(last) + "\n")
+            save_picture(os.path.join(out, "samples", f"step_{step:07d}.png"), samples, data,
+                         f"{cfg.recipe} on {cfg.data}, step {step}", use_matplotlib)
+            sums, count = {}, 0
+        if step % cfg.ckpt_interval == 0 or step == cfg.steps:
+            save_checkpoint(ckpt_path, cfg, recipe, step, rng, time.perf_counter() - t0)
+        rate = (step - start) / max(time.perf_counter() - t_rate, 1e-9)
+        bar.show(step, rate, logs, last, force=evaluate_now)
+    bar.close()
+    import numpy as np
+
+    np.save(os.path.join(out, "samples.npy"), recipe.generate(z_eval).cpu().numpy())
+    write_report(out, cfg, history)
+    return last
+
+
+def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]]) -> None:
+    keys = [k for k in ("loss_d", "loss_g", "kid", "mmd2", "modes", "hq", "kl", "classes", "confident", "class_kl")
+            if history and k in history[-1]]
+    final = history[-1] if history else {}
+    lines = [f"# {cfg.recipe} on {cfg.data}", "",
+             f"Command: `python -m gankernels train --recipe {cfg.recipe} --data {cfg.data} --batch {cfg.batch} "
+             f"--steps {cfg.steps} --seed {cfg.seed} --out {out}`" + "".join(
+                 f" `--{k.replace('_', '-')} {v}`" for k, v in cfg.options.items() if v is not None), "",
+             f"Configuration: `{json.dumps(dataclasses.asdict(cfg))}`", "",
+             f"gankernels {gk.__version__}, torch {torch.__version__}, device {cfg.device}, "
+             f"torch threads {torch.get_num_threads()}; {final.get('time_s', 0):.1f} s of training and evaluation.",
+             "", "## Final metrics (2,500 samples vs the held-out data)", ""]
+    lines += [f"- {k}: {_report_value(k, final[k], final)}" for k in keys if k in final]
+    lines += ["", "Metric definitions: `gankernels/train/metrics.py` (SPEC §6).", "",
+              "## Metrics over training", "", "| step | time s | " + " | ".join(keys) + " |",
+              "|---:|---:|" + "---:|" * len(keys)]
+    for row in history:
+        lines.append(f"| {row['step']} | {row['time_s']:.1f} | "
+                     + " | ".join(_report_value(k, row.get(k, math.nan), row) for k in keys) + " |")
+    if history:
+        lines += ["", "## Samples (last evaluation)", "", f"![samples](samples/step_{final['step']:07d}.png)"]
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _report_value(key: str, value, row) -> str:
+    if key == "modes":
+        return f"{value}/{row.get('n_modes', '?')}"
+    if key in ("hq", "confident"):
+        return f"{100 * value:.1f} %"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+# ----------------------------------------------------------------------------- sampling
+
+REFINERS = ("kernel-langevin", "disc-langevin")
+
+
+def sample(out: str, n: int = EVAL_SAMPLES, seed: int = 0, refine: Optional[str] = None, steps: int = 100,
+           step_size: Optional[float] = None, temperature: float = 0.0) -> Dict[str, Any]:
+    """Samples of the run in ``out``: ``{"data", "samples", "metrics", "refined", "refined_metrics"}``.
+
+    ``refine``: ``kernel-langevin`` (drift = gradient of the closed-form witness of n reference
+    data points vs the samples, ``gk.kernel_langevin``) or ``disc-langevin`` (drift = gradient
+    of the trained critic, ``gk.langevin_sample`` with ``gk.discriminator_score``).
+    ``step_size`` defaults to 1e-3 * scale^2 (scale = RMS radius of the data).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ConfigError(f"--n must be an integer >= 2, got {n!r}")
+    if refine is not None and refine not in REFINERS:
+        raise ConfigError(f"--refine {refine!r}: use one of {', '.join(REFINERS)}")
+    cfg, data, recipe, _ = load_run(out)
+    g = torch.Generator().manual_seed(seed)
+    x = recipe.generate(torch.randn(n, cfg.z_dim, generator=g).to(cfg.device))
+    classifier = _classifier(data)
+    result = {"data": data, "samples": x.cpu(), "metrics": evaluate(data, x, classifier)}
+    if refine is None:
+        return result
+    eta = step_size if step_size is not None else 1e-3 * data.scale ** 2
+    real = data.reference(n).to(x.device)
+    if refine == "kernel-langevin":
+        fn = require_op("kernel_langevin", "--refine kernel-langevin")
+        weights = torch.cat([x.new_full((n,), 1.0 / n), x.new_full((n,), -1.0 / n)])
+        y = fn(x, torch.cat([real, x]), data_kernel(data.scale), weights, eta, steps, temperature, generator=g)
+    else:
+        score = require_op("discriminator_score", "--refine disc-langevin")
+        run = require_op("langevin_sample", "--refine disc-langevin")
+        critic = recipe.critic(real, x)
+        if critic is None:
+            raise ConfigError(f"--refine disc-langevin: recipe {cfg.recipe!r} has no critic network; "
+                              "use --refine kernel-langevin")
+        y = run(x, score(critic), steps, eta, temperature, generator=g)
+    result.update(refined=y.cpu(), refined_metrics=evaluate(data, y, classifier))
+    return result

@@ -1,0 +1,423 @@
+"""gankernels.train: loss math (SPEC §5), metrics (SPEC §6), recipes, checkpoints, CLI errors.
+
+* Loss math against independent facts: every f-GAN conjugate of the table against a
+  numerical Fenchel conjugate sup_u (u t - f(u)) of its generator f; the GAN and KL
+  objectives against the BCE identity and a Monte-Carlo KL; EBGAN margin, alpha-GAN
+  terms, the gradient penalty and the flow-following loss against direct formulas.
+* Each recipe: a few steps with finite losses, and a run stopped after a checkpoint and
+  resumed reaches bitwise the same weights as the uninterrupted run (same seed, CPU).
+* Bad input (unknown recipe / divergence, wrong data file, corrupt or missing
+  checkpoint): a ConfigError / one-line CLI error, and no file is changed.
+Shapes are tiny (batch 64, width 32) so the whole file runs in seconds.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import gankernels as gk
+from gankernels.__main__ import main as cli_main
+from gankernels.train import ConfigError, RunConfig, load_data, resume, sample, train
+from gankernels.train import losses as L
+from gankernels.train.data import grid_modes, ring_modes
+from gankernels.train.metrics import histogram_kl, mode_metrics
+from gankernels.train.picture import render, write_png
+
+F64 = torch.float64
+
+# ----------------------------------------------------------------------------- f-GAN table (SPEC §5)
+
+# the generator functions f of each divergence (Nowozin et al., Table 1): independent of the conjugates
+F_GENERATORS = {
+    "tv": lambda u: 0.5 * (u - 1).abs(),
+    "kl": lambda u: u * u.log(),
+    "reverse-kl": lambda u: -u.log(),
+    "pearson": lambda u: (u - 1) ** 2,
+    "neyman": lambda u: (1 - u) ** 2 / u,
+    "hellinger": lambda u: (u.sqrt() - 1) ** 2,
+    "js": lambda u: -(u + 1) * ((1 + u) / 2).log() + u * u.log(),
+    "gan": lambda u: u * u.log() - (u + 1) * (u + 1).log(),
+}
+
+
+def test_every_divergence_is_covered():
+    assert set(L.DIVERGENCES) == set(F_GENERATORS) == {"kl", "reverse-kl", "pearson", "neyman", "hellinger",
+                                                       "js", "gan", "tv"}
+
+
+@pytest.mark.parametrize("name", sorted(F_GENERATORS))
+def test_conjugate_is_the_fenchel_conjugate(name):
+    """f*(t) = sup_u (u t - f(u)) on a fine grid, at t = g_f(v) for a few v."""
+    div = L.DIVERGENCES[name]
+    u = torch.logspace(-4, 3, 1_000_001, dtype=F64)
+    fu = F_GENERATORS[name](u)
+    for v in (-1.5, -0.5, 0.3, 1.2):
+        t = div.activation(torch.tensor(v, dtype=F64))
+        numeric = float((u * t - fu).max())
+        assert abs(float(div.conjugate(t)) - numeric) < 1e-5 * max(1.0, abs(numeric)), (name, v)
+
+
+@pytest.mark.parametrize("name", sorted(F_GENERATORS))
+def test_conjugate_of_activation_is_the_composition(name):
+    div = L.DIVERGENCES[name]
+    v = torch.linspace(-4, 4, 81, dtype=F64)
+    composed = div.conjugate(div.activation(v))
+    assert torch.isfinite(composed).all(), "g_f must map into the domain of f*"
+    torch.testing.assert_close(div.conjugate_of_activation(v), composed, rtol=1e-12, atol=1e-12)
+    # finite where the composition overflows or loses the domain in floating point
+    big = torch.tensor([-60.0, 60.0], dtype=F64)
+    if name not in ("kl", "hellinger", "pearson"):   # these grow like exp(v) or v^2 by definition
+        assert torch.isfinite(div.conjugate_of_activation(big)).all()
+
+
+def test_gan_divergence_is_the_bce_objective():
+    g = torch.Generator().manual_seed(0)
+    vr, vf = torch.randn(50, generator=g, dtype=F64), torch.randn(40, generator=g, dtype=F64)
+    div = L.DIVERGENCES["gan"]
+    bce = -(torch.sigmoid(vr).log().mean() + (1 - torch.sigmoid(vf)).log().mean())
+    torch.testing.assert_close(L.fgan_critic_loss(vr, vf, div), bce)
+    torch.testing.assert_close(L.fgan_generator_loss(vf, div), -torch.sigmoid(vf).log().mean())
+    js = L.DIVERGENCES["js"]   # JS objective = GAN objective + log 4
+    torch.testing.assert_close(L.fgan_critic_loss(vr, vf, js), bce - math.log(4))
+
+
+def test_kl_objective_at_the_optimal_critic_is_the_kl():
+    """P = N(0, 1), Q = N(1, 1): with T* = f'(p/q) = 1 + log(p/q) the objective is KL(P || Q) = 1/2."""
+    g = torch.Generator().manual_seed(0)
+    xp, xq = torch.randn(400_000, generator=g, dtype=F64), torch.randn(400_000, generator=g, dtype=F64) + 1
+    t_star = lambda x: 1 + (-(x ** 2) + (x - 1) ** 2) / 2  # noqa: E731
+    objective = -L.fgan_critic_loss(t_star(xp), t_star(xq), L.DIVERGENCES["kl"])
+    assert abs(float(objective) - 0.5) < 0.02
+
+
+# ----------------------------------------------------------------------------- other families' terms
+
+def test_ebgan_energy_and_margin_loss():
+    x = torch.tensor([[0.0, 1.0], [2.0, 2.0]], dtype=F64)
+    rec = torch.tensor([[0.5, 1.0], [1.0, 4.0]], dtype=F64)
+    torch.testing.assert_close(L.energy(x, rec), torch.tensor([0.125, 2.5], dtype=F64))
+    e_real = torch.tensor([0.1, 0.3], dtype=F64)
+    e_fake = torch.tensor([0.5, 2.0], dtype=F64, requires_grad=True)
+    loss = L.ebgan_critic_loss(e_real, e_fake, margin=1.0)
+    torch.testing.assert_close(loss, torch.tensor(0.2 + 0.25, dtype=F64))
+    loss.backward()   # the hinge is flat where E(G(z)) >= m
+    torch.testing.assert_close(e_fake.grad, torch.tensor([-0.5, 0.0], dtype=F64))
+
+
+def test_alpha_gan_terms():
+    g = torch.Generator().manual_seed(1)
+    v_real, v_rec, v_gen = (torch.randn(7, generator=g, dtype=F64) for _ in range(3))
+    D = torch.sigmoid
+    expected = -(D(v_real).log().mean() + (1 - D(v_rec)).log().mean() + (1 - D(v_gen)).log().mean())
+    torch.testing.assert_close(L.alpha_discriminator_loss(v_real, v_rec, v_gen), expected)
+    torch.testing.assert_close(L.alpha_code_loss(v_real, v_gen),
+                               -(D(v_real).log().mean() + (1 - D(v_gen)).log().mean()))
+    torch.testing.assert_close(L.density_ratio_term(v_gen), -(D(v_gen) / (1 - D(v_gen))).log().mean())
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    a = torch.tensor([3.0, 4.0], dtype=F64, requires_grad=True)
+    real, fake = torch.randn(5, 2, dtype=F64), torch.randn(5, 2, dtype=F64)
+    penalty = L.gradient_penalty(lambda x: x @ a, real, fake, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(penalty, torch.tensor(16.0, dtype=F64))   # (|a| - 1)^2
+    penalty.backward()                                                  # double backward reaches a
+    torch.testing.assert_close(a.grad, 2 * (5 - 1) * a.detach() / 5)
+
+
+def test_follow_loss_moves_along_the_drift():
+    x = torch.randn(6, 3, dtype=F64, requires_grad=True)
+    drift = torch.randn(6, 3, dtype=F64)
+    loss = L.follow_loss(x, drift, eta=0.5)
+    torch.testing.assert_close(loss, 0.5 * 0.25 * (drift ** 2).sum(1).mean())
+    loss.backward()
+    torch.testing.assert_close(x.grad, -0.5 * drift / 6)
+
+
+# ----------------------------------------------------------------------------- data and metrics (SPEC §6)
+
+def test_mixture_modes():
+    ring = ring_modes().double()
+    assert ring.shape == (8, 2)
+    torch.testing.assert_close(ring.norm(dim=1), torch.ones(8, dtype=F64))
+    assert torch.cdist(ring, ring).add(torch.eye(8, dtype=F64)).min() > 0.7   # no repeated mode
+    torch.testing.assert_close(ring[2], torch.tensor([0.0, 1.0], dtype=F64), atol=1e-7, rtol=0)
+    assert grid_modes().shape == (25, 2) and set(grid_modes()[:, 0].tolist()) == {-4.0, -2.0, 0.0, 2.0, 4.0}
+    data = load_data("grid25")
+    x = data.sample(5000, torch.Generator().manual_seed(0))
+    assert mode_metrics(x, data.modes, data.mode_std)["modes"] == 25
+    assert abs(float(x.std(0).mean()) - math.sqrt(8)) < 0.15
+
+
+def test_mode_metrics_by_hand():
+    modes, std = ring_modes(), 0.01
+    pts = torch.cat([modes[[0, 0, 0, 1]], modes[[2]] + 0.02, modes[[3]] + 0.05, torch.tensor([[5.0, 5.0]])])
+    m = mode_metrics(pts, modes, std)    # high quality: 3 at mode 0, 1 at mode 1, 1 at mode 2 (0.028 < 0.03)
+    assert m["modes"] == 3 and m["n_modes"] == 8
+    assert m["hq"] == pytest.approx(5 / 7)
+    p = np.array([3, 1, 1]) / 5
+    assert m["kl"] == pytest.approx(float((p * np.log(p * 8)).sum()))
+    assert histogram_kl(torch.tensor([4, 0, 0, 0])) == pytest.approx(math.log(4))
+    assert histogram_kl(torch.tensor([2, 2, 2])) == pytest.approx(0.0)
+    assert math.isnan(histogram_kl(torch.zeros(3)))
+
+
+def _save(path, array):
+    np.save(path, array)
+    return str(path)
+
+
+@pytest.mark.parametrize("bad, what", [
+    (lambda d: _save(d / "int.npy", np.ones((50, 2), np.int64)), "dtype"),
+    (lambda d: _save(d / "cube.npy", np.ones((50, 2, 2), np.float32)), "shape"),
+    (lambda d: _save(d / "few.npy", np.ones((3, 2), np.float32)), "rows"),
+    (lambda d: _save(d / "nan.npy", np.full((50, 2), np.nan, np.float32)), "NaN"),
+    (lambda d: (torch.save({"x": torch.ones(50, 2)}, d / "dict.pt"), str(d / "dict.pt"))[1], "one tensor"),
+    (lambda d: ((d / "junk.pt").write_bytes(b"not a tensor"), str(d / "junk.pt"))[1], "cannot read"),
+    (lambda d: str(d / "missing.npy"), "no such file"),
+    (lambda d: "ring9", "unknown dataset"),
+])
+def test_bad_data_files(tmp_path, bad, what):
+    path = bad(tmp_path)
+    with pytest.raises(ConfigError, match="--data") as info:
+        load_data(path)
+    assert what in str(info.value)
+
+
+def test_data_file_is_split_and_sampled(tmp_path):
+    path = _save(tmp_path / "pts.npy", np.random.default_rng(0).normal(size=(100, 3)))
+    data = load_data(path)
+    assert data.train.shape == (80, 3) and data.held_out.shape == (20, 3) and data.train.dtype == torch.float32
+    assert data.sample(7, torch.Generator().manual_seed(0)).shape == (7, 3)
+
+
+# ----------------------------------------------------------------------------- recipes: smoke + exact resume
+
+def _has(op):
+    return hasattr(gk, op)
+
+
+RECIPE_CASES = [
+    pytest.param("fgan", {"divergence": "gan"}, id="fgan"),
+    pytest.param("wgan-gp", {"n_critic": 2}, id="wgan-gp"),
+    pytest.param("mmd-gan", {}, id="mmd-gan"),
+    pytest.param("mmd-gan", {"kernel": "rq", "gp": 0.0}, id="mmd-gan-rq-nogp"),
+    pytest.param("flow-gan", {}, id="flow-gan"),
+    pytest.param("flow-gan", {"kernel": "energy"}, id="flow-gan-energy"),
+    pytest.param("alpha-gan", {}, id="alpha-gan"),
+    pytest.param("ebgan", {}, id="ebgan",
+                 marks=pytest.mark.skipif(not _has("pulling_away"), reason="gk.pulling_away not merged yet")),
+    pytest.param("score-gan", {}, id="score-gan",
+                 marks=pytest.mark.skipif(not _has("smoothed_score"), reason="gk.smoothed_score not merged yet")),
+]
+
+
+def _cfg(recipe, options, steps, seed=0, data="ring8", **kw):
+    return RunConfig(recipe=recipe, data=data, batch=64, steps=steps, seed=seed, hidden=32, z_dim=4,
+                     eval_every=kw.pop("eval_every", 3), ckpt_every=kw.pop("ckpt_every", 2), options=dict(options), **kw)
+
+
+def _weights(out):
+    state = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=True)
+    return state["step"], state["recipe"]
+
+
+def _assert_same_state(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_same_state(a[k], b[k])
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("recipe, options", RECIPE_CASES)
+def test_recipe_trains_and_resumes_exactly(tmp_path, recipe, options):
+    straight, stopped = str(tmp_path / "straight"), str(tmp_path / "stopped")
+    last = train(_cfg(recipe, options, 3), straight, progress=False, use_matplotlib=False)
+    losses = {k: v for k, v in last.items() if k.startswith("loss")}
+    assert losses and all(math.isfinite(v) for v in losses.values()), last
+    assert math.isfinite(last["kid"]) and math.isfinite(last["mmd2"]) and last["n_modes"] == 8
+
+    train(_cfg(recipe, options, 2), stopped, progress=False, use_matplotlib=False)
+    assert _weights(stopped)[0] == 2
+    resume(stopped, steps=3, progress=False, use_matplotlib=False)
+    (sa, a), (sb, b) = _weights(straight), _weights(stopped)
+    assert sa == sb == 3
+    _assert_same_state(a["nets"], b["nets"])
+    _assert_same_state(a["optims"], b["optims"])
+    rows = [json.loads(line) for line in open(os.path.join(stopped, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [2, 3] or [r["step"] for r in rows] == [3]
+    for name in ("report.md", "samples.npy", "config.json"):
+        assert os.path.isfile(os.path.join(straight, name))
+
+
+def test_seed_changes_the_run(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    train(_cfg("flow-gan", {}, 2), a, progress=False, use_matplotlib=False)
+    train(_cfg("flow-gan", {}, 2, seed=1), b, progress=False, use_matplotlib=False)
+    assert not torch.equal(_weights(a)[1]["nets"]["G"]["0.weight"], _weights(b)[1]["nets"]["G"]["0.weight"])
+
+
+@pytest.mark.parametrize("name", sorted(F_GENERATORS))
+def test_fgan_every_divergence_steps(name, tmp_path):
+    from gankernels.train.loop import build
+    from gankernels.train.recipes import Context
+
+    data = load_data("ring8")
+    recipe = build(_cfg("fgan", {"divergence": name}, 2), data)
+    ctx = Context(data, 64, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    for _ in range(2):
+        logs = recipe.step(ctx)
+    assert set(logs) == {"loss_d", "loss_g"} and all(math.isfinite(v) for v in logs.values())
+
+
+def test_digits_run_with_class_coverage(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
+    last = train(_cfg("alpha-gan", {}, 2, data="digits"), str(tmp_path / "d"), progress=False, use_matplotlib=False)
+    assert 0 <= last["classes"] <= 10 and 0 <= last["confident"] <= 1 and math.isfinite(last["kid"])
+    assert os.path.isfile(tmp_path / "cache" / "digits_mlp_v1.pt")
+    from gankernels.train.metrics import class_metrics, digits_classifier
+
+    data = load_data("digits")   # the cached classifier labels held-out digits well and covers all classes
+    m = class_metrics(data.held_out, digits_classifier())
+    acc = float((digits_classifier()(data.held_out).argmax(1) == data.labels_held_out).double().mean())
+    assert acc > 0.9 and m["classes"] == 10
+
+
+# ----------------------------------------------------------------------------- sampling and refinement
+
+def test_sample_and_refine(tmp_path):
+    out = str(tmp_path / "run")
+    train(_cfg("fgan", {}, 2), out, progress=False, use_matplotlib=False)
+    res = sample(out, n=100)
+    assert res["samples"].shape == (100, 2) and "hq" in res["metrics"]
+    torch.testing.assert_close(sample(out, n=100)["samples"], res["samples"])   # same seed, same samples
+    for refine in ("kernel-langevin", "disc-langevin"):
+        if not (_has("kernel_langevin") and _has("langevin_sample") and _has("discriminator_score")):
+            with pytest.raises(ConfigError, match="needs gankernels"):
+                sample(out, n=100, refine=refine)
+            continue
+        res = sample(out, n=100, refine=refine, steps=3)
+        assert res["refined"].shape == (100, 2) and torch.isfinite(res["refined"]).all()
+        assert not torch.equal(res["refined"], res["samples"])
+
+
+@pytest.mark.skipif(not _has("langevin_sample"), reason="gk.langevin_sample not merged yet")
+def test_disc_langevin_needs_a_critic(tmp_path):
+    out = str(tmp_path / "flow")
+    train(_cfg("flow-gan", {}, 1), out, progress=False, use_matplotlib=False)
+    with pytest.raises(ConfigError, match="no critic network"):
+        sample(out, n=50, refine="disc-langevin")
+
+
+def test_png_writer(tmp_path):
+    data = load_data("ring8")
+    rgb = render(data.held_out, data)
+    assert rgb.dtype == np.uint8 and rgb.shape[2] == 3 and (rgb != 255).any()
+    path = tmp_path / "p.png"
+    write_png(str(path), rgb)
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[12:16] == b"IHDR"
+    idat = raw[raw.index(b"IDAT") + 4:raw.index(b"IEND") - 8]
+    h, w = rgb.shape[:2]
+    decoded = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    assert (decoded[:, 0] == 0).all() and np.array_equal(decoded[:, 1:].reshape(h, w, 3), rgb)
+
+
+# ----------------------------------------------------------------------------- bad input and files left alone
+
+@pytest.mark.parametrize("recipe, options, match", [
+    ("gan-9000", {}, "--recipe 'gan-9000': unknown"),
+    ("fgan", {"divergence": "wasserstein"}, "--divergence 'wasserstein': unknown"),
+    ("wgan-gp", {"divergence": "kl"}, "--divergence: not an option of recipe 'wgan-gp'"),
+    ("mmd-gan", {"kernel": "laplace"}, "--kernel 'laplace'"),
+])
+def test_bad_recipe_configuration(tmp_path, recipe, options, match):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=match):
+        train(_cfg(recipe, options, 2), str(out), progress=False)
+    assert not out.exists()
+
+
+def test_bad_run_parameters(tmp_path):
+    for field, value in (("batch", 1), ("steps", 0), ("lr", -1.0), ("device", "tpu")):
+        cfg = _cfg("fgan", {}, 2)
+        setattr(cfg, field, value)
+        with pytest.raises(ConfigError, match=field):
+            train(cfg, str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_corrupt_and_missing_checkpoints_change_nothing(tmp_path):
+    out = tmp_path / "run"
+    train(_cfg("fgan", {}, 2), str(out), progress=False, use_matplotlib=False)
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:300])                 # truncated, as by a full disk
+    before = _snapshot(out)
+    with pytest.raises(ConfigError, match="cannot read the checkpoint"):
+        resume(str(out), steps=4, progress=False)
+    with pytest.raises(ConfigError, match="cannot read the checkpoint"):
+        sample(str(out))
+    torch.save({"something": 1}, ckpt)
+    before = _snapshot(out)
+    with pytest.raises(ConfigError, match="not a gankernels.train"):
+        resume(str(out), progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(_cfg("fgan", {}, 2), str(out), progress=False)
+    assert _snapshot(out) == before
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        resume(str(tmp_path / "nothing"), progress=False)
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_killed_run_drops_metrics_after_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(_cfg("flow-gan", {}, 2, eval_every=1, ckpt_every=2), str(out), progress=False, use_matplotlib=False)
+    with open(out / "metrics.jsonl", "a") as f:           # what a run killed after step 3's evaluation leaves
+        f.write(json.dumps({"step": 3, "kid": 0.0}) + "\n" + '{"step": 4, "ki')
+    resume(str(out), steps=3, progress=False, use_matplotlib=False)
+    steps = [json.loads(line)["step"] for line in open(out / "metrics.jsonl")]
+    assert steps == [1, 2, 3]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    cases = [
+        ["train", "--recipe", "nope", "--data", "ring8", "--out", out],
+        ["train", "--recipe", "fgan", "--divergence", "chi", "--data", "ring8", "--out", out],
+        ["train", "--recipe", "fgan", "--data", str(tmp_path / "x.npy"), "--out", out],
+        ["train", "--resume", "--out", out],
+        ["train", "--resume", "--recipe", "fgan", "--out", out],
+        ["train", "--data", "ring8", "--out", out],
+        ["sample", "--run", out],
+    ]
+    for argv in cases:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith(f"gankernels {argv[0]}: error: "), err
+    assert not os.path.exists(out)
+
+
+def test_cli_train_resume_and_sample(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = ["--out", out, "--quiet"]
+    assert cli_main(["train", "--recipe", "flow-gan", "--data", "ring8", "--batch", "32", "--steps", "2",
+                     "--hidden", "16", "--eval-every", "2"] + base) == 0
+    assert cli_main(["train", "--resume", "--steps", "3"] + base) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 3
+    assert cli_main(["sample", "--run", out, "--n", "50", "--save", str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (50, 2) and (tmp_path / "s.png").is_file()
+    assert cli_main([]) == 0 and "gankernels" in capsys.readouterr().out   # `gankernels` alone is still `info`
