@@ -16,7 +16,7 @@ RECIPE_FLAGS = {
     "n_critic": (int, "wgan-gp: critic steps per generator step (default 5)"),
     "features": (int, "mmd-gan: critic feature dimension (default 16)"),
     "eta": (float, "flow-gan / score-gan: step along the drift in L_G = 1/2 |G(z) - sg[G(z) + eta drift]|^2"),
-    "sigma": (float, "score-gan: smoothing bandwidth (default 0.05 x data scale)"),
+    "sigma": (float, "score-gan: one smoothing bandwidth (default: the ladder scale/32 ... scale)"),
     "margin": (float, "ebgan: margin m (default a quarter of the per-dimension data variance)"),
     "pt": (float, "ebgan: pulling-away weight (default 0.1)"),
     "code": (int, "ebgan: autoencoder code dimension (default 16)"),

@@ -232,23 +232,30 @@ class FlowGAN(Recipe):
 
 
 class ScoreGAN(Recipe):
-    """Score-GAN (seed 000): G follows sigma^2 (score of smoothed data - score of smoothed samples)."""
+    """Score-GAN (seed 000): G follows the difference of the smoothed scores of the data and of its samples.
+
+    drift = mean over sigma of sigma^2 (score_sigma(data) - score_sigma(samples)): each term is the
+    difference of the Gaussian-weighted local means of data and samples around G(z) (mean-shift
+    form), over the bandwidth ladder of ``data_kernel`` (scale/32 ... scale) as in multi-noise-level
+    score matching; ``--sigma`` uses one bandwidth only.
+    """
 
     name = "score-gan"
     options = {"sigma": None, "eta": 1.0}
 
     def build(self, data):
         self.smoothed_score = require_op("smoothed_score", "--recipe score-gan")
-        self.sigma = float(self.opts["sigma"] or 0.05 * self.scale)
-        if not self.sigma > 0:
-            raise ConfigError(f"--sigma must be positive, got {self.sigma}")
+        sigma = self.opts["sigma"]
+        if sigma is not None and not sigma > 0:
+            raise ConfigError(f"--sigma must be positive, got {sigma}")
+        self.sigmas = (float(sigma),) if sigma is not None else data_kernel(self.scale).sigmas
         return {"G": ["G"]}
 
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
         x = fake.detach()
-        drift = self.sigma ** 2 * (self.smoothed_score(x, real, self.sigma) - self.smoothed_score(x, x, self.sigma))
-        return {"loss_g": self.update("G", L.follow_loss(fake, drift, self.opts["eta"]))}
+        drift = sum(s * s * (self.smoothed_score(x, real, s) - self.smoothed_score(x, x, s)) for s in self.sigmas)
+        return {"loss_g": self.update("G", L.follow_loss(fake, drift / len(self.sigmas), self.opts["eta"]))}
 
 
 class EBGAN(Recipe):
