@@ -421,3 +421,18 @@ def test_cli_train_resume_and_sample(tmp_path, capsys):
     assert cli_main(["sample", "--run", out, "--n", "50", "--save", str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (50, 2) and (tmp_path / "s.png").is_file()
     assert cli_main([]) == 0 and "gankernels" in capsys.readouterr().out   # `gankernels` alone is still `info`
+
+
+@pytest.mark.parametrize("options", [{"gp": -1.0}, {"n_critic": 0}, {"gp": float("nan")}])
+def test_bad_recipe_numbers(tmp_path, options):
+    with pytest.raises(ConfigError, match="--" + next(iter(options)).replace("_", "-")):
+        train(_cfg("wgan-gp", options, 2), str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_report_names_the_command(tmp_path):
+    out = tmp_path / "run"
+    train(_cfg("fgan", {"divergence": "js"}, 1), str(out), progress=False, use_matplotlib=False)
+    report = (out / "report.md").read_text()
+    assert "--recipe fgan --data ring8 --batch 64 --steps 1 --seed 0" in report and "--divergence js" in report
+    assert "| 1 |" in report and "samples/step_0000001.png" in report

@@ -280,9 +280,7 @@ def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]]) -> Non
             if history and k in history[-1]]
     final = history[-1] if history else {}
     lines = [f"# {cfg.recipe} on {cfg.data}", "",
-             f"Command: `python -m gankernels train --recipe {cfg.recipe} --data {cfg.data} --batch {cfg.batch} "
-             f"--steps {cfg.steps} --seed {cfg.seed} --out {out}`" + "".join(
-                 f" `--{k.replace('_', '-')} {v}`" for k, v in cfg.options.items() if v is not None), "",
+             f"Command: `{command(cfg, out)}`", "",
              f"Configuration: `{json.dumps(dataclasses.asdict(cfg))}`", "",
              f"gankernels {gk.__version__}, torch {torch.__version__}, device {cfg.device}, "
              f"torch threads {torch.get_num_threads()}; {final.get('time_s', 0):.1f} s of training and evaluation.",
@@ -298,6 +296,18 @@ def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]]) -> Non
         lines += ["", "## Samples (last evaluation)", "", f"![samples](samples/step_{final['step']:07d}.png)"]
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def command(cfg: RunConfig, out: str) -> str:
+    """The ``gankernels train`` command line that starts this run."""
+    flags = {"recipe": cfg.recipe, "data": cfg.data, "batch": cfg.batch, "steps": cfg.steps, "seed": cfg.seed}
+    defaults = RunConfig(cfg.recipe, cfg.data)
+    for name in ("device", "lr", "hidden", "z_dim", "eval_every", "ckpt_every"):
+        if getattr(cfg, name) != getattr(defaults, name):
+            flags[name] = getattr(cfg, name)
+    flags.update({k: v for k, v in cfg.options.items() if v is not None})
+    return "python -m gankernels train " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()) \
+        + f" --out {out}"
 
 
 def _report_value(key: str, value, row) -> str:

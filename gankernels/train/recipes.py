@@ -15,6 +15,7 @@ flow-gan train at batch 65,536 in O(batch) memory.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
@@ -34,6 +35,19 @@ __all__ = ["Context", "Recipe", "RECIPES", "make_recipe", "data_kernel"]
 def data_kernel(scale: float) -> gk.Gaussian:
     """Gaussian mixture with a doubling ladder of bandwidths scale * (1/32 ... 1) for data-space kernels."""
     return gk.Gaussian(tuple(scale * 2.0 ** -k for k in range(5, -1, -1)))
+
+
+ZERO_MEANS_OFF = ("gp", "pt", "l1")   # weights of optional terms; every other number must be positive
+
+
+def _check_numbers(opts: Dict[str, Any]) -> None:
+    for k, v in opts.items():
+        if v is None or isinstance(v, str):
+            continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or v < 0 or (v == 0 and k not in ZERO_MEANS_OFF):
+            need = ">= 0" if k in ZERO_MEANS_OFF else "> 0"
+            raise ConfigError(f"--{k.replace('_', '-')} must be a finite number {need}, got {v!r}")
 
 
 @dataclass
@@ -64,6 +78,7 @@ class Recipe:
     def __init__(self, data: Dataset, hidden: int, z_dim: int, lr: Optional[float], options: Dict[str, Any]):
         self.opts = dict(self.options)
         self.opts.update({k: v for k, v in options.items() if v is not None})
+        _check_numbers(self.opts)
         self.dim, self.z_dim, self.hidden, self.scale = data.dim, z_dim, hidden, data.scale
         self.G = mlp(z_dim, data.dim, hidden, out="tanh" if data.image_shape else None)
         self.nets: Dict[str, nn.Module] = {"G": self.G}
@@ -246,8 +261,6 @@ class ScoreGAN(Recipe):
     def build(self, data):
         self.smoothed_score = require_op("smoothed_score", "--recipe score-gan")
         sigma = self.opts["sigma"]
-        if sigma is not None and not sigma > 0:
-            raise ConfigError(f"--sigma must be positive, got {sigma}")
         self.sigmas = (float(sigma),) if sigma is not None else data_kernel(self.scale).sigmas
         return {"G": ["G"]}
 
