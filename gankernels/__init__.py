@@ -16,6 +16,7 @@ from .kernels import (
     RationalQuadratic,
 )
 from .pairwise import kernel_flow, kernel_sum, kid, mmd2, witness
+from .pulling_away import pulling_away
 from . import nn
 
 __version__ = "0.1.0"
@@ -24,4 +25,5 @@ __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian", "Energy",
     "Polyharmonic", "Polynomial", "Linear",
     "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn",
+    "pulling_away",
 ]

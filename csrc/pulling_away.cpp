@@ -1,0 +1,266 @@
+// The EBGAN pulling-away term (SPEC section 4) on the CPU: both exact algorithms.
+//
+//   PT = 1 / (N (N - 1)) * sum_{i != j} (sh_i . sh_j)^2,   sh_i = s_i / max(|s_i|, eps)
+//
+// Gram form, O(N^2 D): square tiles (kGramTile) of Sh Sh^T from a BLAS GEMM, squared and
+//   summed while the tile is in cache.  The forward visits the tiles J >= I only and takes the
+//   pairs i < j inside them (weight 2), so the diagonal i = j is left out exactly.  The
+//   backward gives every thread whole row tiles I: H_I = sum_J P_IJ Sh_J with the diagonal of
+//   P_II zeroed, i.e. H_i = sum_{j != i} (sh_i . sh_j) sh_j.
+// Covariance form, O(N D^2): G = Sh^T Sh (D x D) from row-block GEMMs, and
+//   sum_{i,j} (sh_i . sh_j)^2 = |G|_F^2, so PT = (|G|_F^2 - sum_i |sh_i|^4) / (N (N - 1)):
+//   the diagonal term is subtracted explicitly.  Backward: H_i = G sh_i - |sh_i|^2 sh_i.
+// Both backward passes end in the same row pass: dPT/dsh_i = c H_i with c = 4 grad / (N (N - 1)),
+//   chained through the normalisation: ds_i = (dsh_i - (dsh_i . sh_i) sh_i) / |s_i| where
+//   |s_i| >= eps, and dsh_i / eps where the row is shorter than eps (a zero row gets gradient
+//   exactly 0, finite).
+//
+// What is fused: the normalisation with the conversion to the accumulation type (one pass
+// writing Sh, the row norms in double); the squaring and summing into the tile GEMM's epilogue
+// (Gram); the D x D accumulation into per-thread GEMMs (covariance); the gradient's projection
+// into one pass over H.  Backward ops recompute Sh (and G) instead of saving anything.
+// Memory: Sh and H, N x D each in the accumulation type, plus threads x D^2 (covariance) or
+//   threads x kGramTile^2 (Gram) scratch: O(N D + D^2), never N x N.
+// Accumulation: fp32 for fp16 / bf16 / fp32 inputs, fp64 for fp64; row norms and the final
+//   scalar sums in double.
+// Determinism: the Gram backward has no cross-thread reduction; every other reduction goes
+//   through per-thread buffers over contiguous ranges of tiles, summed in thread order, so the
+//   same inputs and thread count give bitwise the same result.
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+#include "engine.h"  // mm<T>: row-major GEMM on the BLAS libtorch exports
+
+namespace gankernels {
+namespace {
+
+constexpr int64_t kGramTile = 128;  // square tiles of Sh Sh^T (64 KiB of fp32: stays in L2)
+constexpr int64_t kCovRows = 256;   // rows per GEMM of the covariance accumulation
+enum PullingAwayAlgorithm : int64_t { kGram = 0, kCovariance = 1 };
+
+// The normalised rows and what the backward needs to know of the normalisation.
+template <typename T>
+struct Normalised {
+  at::Tensor sh;            // [N, D] contiguous, sh_i = s_i / max(|s_i|, eps)
+  std::vector<T> inv;       // 1 / max(|s_i|, eps)
+  std::vector<T> q;         // |sh_i|^2 (1 up to rounding where |s_i| >= eps)
+  std::vector<char> proj;   // |s_i| >= eps: sh_i = s_i / |s_i|, the gradient is projected
+};
+
+template <typename T>
+Normalised<T> normalise(const at::Tensor& s, double eps) {
+  const int64_t N = s.size(0), D = s.size(1);
+  at::Tensor x = s.to(c10::CppTypeToScalarType<T>::value).contiguous();
+  Normalised<T> r;
+  r.sh = at::empty({N, D}, x.options());
+  r.inv.resize(N);
+  r.q.resize(N);
+  r.proj.resize(N);
+  const T* X = x.template data_ptr<T>();
+  T* Sh = r.sh.template data_ptr<T>();
+  at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const T* xi = X + i * D;
+      double ss = 0.0;
+      for (int64_t d = 0; d < D; ++d) ss += double(xi[d]) * double(xi[d]);
+      const double n = std::sqrt(ss);
+      const double m = n < eps ? eps : n;  // NaN stays NaN
+      T* o = Sh + i * D;
+      double qi = 0.0;
+      for (int64_t d = 0; d < D; ++d) {
+        o[d] = static_cast<T>(double(xi[d]) / m);
+        qi += double(o[d]) * double(o[d]);
+      }
+      r.inv[i] = static_cast<T>(1.0 / m);
+      r.q[i] = static_cast<T>(qi);
+      r.proj[i] = n >= eps;
+    }
+  });
+  return r;
+}
+
+// Splits [0, count) into `parts` contiguous ranges (the last ones may be empty).
+struct Chunks {
+  int64_t count, parts, size;
+  Chunks(int64_t c, int64_t max_parts)
+      : count(c), parts(std::max<int64_t>(1, std::min<int64_t>(max_parts, c))), size((c + parts - 1) / parts) {}
+  int64_t begin(int64_t p) const { return std::min(count, p * size); }
+  int64_t end(int64_t p) const { return std::min(count, (p + 1) * size); }
+};
+
+// G = Sh^T Sh, [D, D].
+template <typename T>
+std::vector<T> covariance(const T* sh, int64_t N, int64_t D) {
+  const Chunks blocks((N + kCovRows - 1) / kCovRows, at::get_num_threads());
+  std::vector<T> part(blocks.parts * D * D, T(0));
+  at::parallel_for(0, blocks.parts, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t k = blocks.begin(t); k < blocks.end(t); ++k) {
+        const int64_t r0 = k * kCovRows, br = std::min(kCovRows, N - r0);
+        mm<T>(true, false, D, D, br, T(1), sh + r0 * D, D, sh + r0 * D, D, T(1), part.data() + t * D * D, D);
+      }
+  });
+  for (int64_t t = 1; t < blocks.parts; ++t)
+    for (int64_t e = 0; e < D * D; ++e) part[e] += part[t * D * D + e];
+  part.resize(D * D);
+  return part;
+}
+
+// sum_{i != j} (sh_i . sh_j)^2 over the tiles J >= I (pairs i < j, counted twice).
+template <typename T>
+double gram_offdiagonal(const T* sh, int64_t N, int64_t D) {
+  const int64_t nt = (N + kGramTile - 1) / kGramTile;
+  std::vector<std::pair<int32_t, int32_t>> tiles;
+  for (int64_t I = 0; I < nt; ++I)
+    for (int64_t J = I; J < nt; ++J) tiles.emplace_back(I, J);
+  const Chunks chunks(tiles.size(), at::get_num_threads());
+  std::vector<double> part(chunks.parts, 0.0);
+  at::parallel_for(0, chunks.parts, 1, [&](int64_t b, int64_t e) {
+    std::vector<T> p(kGramTile * kGramTile);
+    for (int64_t t = b; t < e; ++t)
+      for (int64_t k = chunks.begin(t); k < chunks.end(t); ++k) {
+        const int64_t i0 = tiles[k].first * kGramTile, j0 = tiles[k].second * kGramTile;
+        const int64_t bi = std::min(kGramTile, N - i0), bj = std::min(kGramTile, N - j0);
+        mm<T>(false, true, bi, bj, D, T(1), sh + i0 * D, D, sh + j0 * D, D, T(0), p.data(), bj);
+        double acc = 0.0;
+        for (int64_t i = 0; i < bi; ++i) {
+          const T* pr = p.data() + i * bj;
+          T row = T(0);
+          for (int64_t j = i0 == j0 ? i + 1 : 0; j < bj; ++j) row += pr[j] * pr[j];
+          acc += double(row);
+        }
+        part[t] += 2.0 * acc;
+      }
+  });
+  double total = 0.0;
+  for (double v : part) total += v;
+  return total;
+}
+
+// H_i = sum_{j != i} (sh_i . sh_j) sh_j, written into H [N, D] (zero-initialised).
+template <typename T>
+void gram_h(const T* sh, int64_t N, int64_t D, T* H) {
+  const int64_t nt = (N + kGramTile - 1) / kGramTile;
+  at::parallel_for(0, nt, 1, [&](int64_t b, int64_t e) {
+    std::vector<T> p(kGramTile * kGramTile);
+    for (int64_t I = b; I < e; ++I) {
+      const int64_t i0 = I * kGramTile, bi = std::min(kGramTile, N - i0);
+      for (int64_t J = 0; J < nt; ++J) {
+        const int64_t j0 = J * kGramTile, bj = std::min(kGramTile, N - j0);
+        mm<T>(false, true, bi, bj, D, T(1), sh + i0 * D, D, sh + j0 * D, D, T(0), p.data(), bj);
+        if (I == J)
+          for (int64_t i = 0; i < bi; ++i) p[i * bj + i] = T(0);
+        mm<T>(false, false, bi, D, bj, T(1), p.data(), bj, sh + j0 * D, D, T(1), H + i0 * D, D);
+      }
+    }
+  });
+}
+
+// H_i = G sh_i (G symmetric), written into H [N, D].
+template <typename T>
+void covariance_h(const T* sh, const T* G, int64_t N, int64_t D, T* H) {
+  const int64_t nb = (N + kCovRows - 1) / kCovRows;
+  at::parallel_for(0, nb, 1, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t r0 = k * kCovRows, br = std::min(kCovRows, N - r0);
+      mm<T>(false, false, br, D, D, T(1), sh + r0 * D, D, G, D, T(0), H + r0 * D, D);
+    }
+  });
+}
+
+// In place: H_i -> c * ds_i.  dsh_i = H_i (- q_i sh_i when H holds the diagonal term), then
+// ds_i = inv_i (dsh_i - (dsh_i . sh_i) sh_i) for projected rows, inv_i dsh_i otherwise.
+template <typename T>
+void finish_gradient(const Normalised<T>& r, T* H, int64_t N, int64_t D, double c, bool diagonal_in_h) {
+  const T* sh = r.sh.template data_ptr<T>();
+  at::parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      T* h = H + i * D;
+      const T* x = sh + i * D;
+      if (diagonal_in_h)
+        for (int64_t d = 0; d < D; ++d) h[d] -= r.q[i] * x[d];
+      const T f = static_cast<T>(c * double(r.inv[i]));
+      if (r.proj[i]) {
+        T t = T(0);
+        for (int64_t d = 0; d < D; ++d) t += h[d] * x[d];
+        for (int64_t d = 0; d < D; ++d) h[d] = f * (h[d] - t * x[d]);
+      } else {
+        for (int64_t d = 0; d < D; ++d) h[d] *= f;
+      }
+    }
+  });
+}
+
+void check_args(const at::Tensor& s, double eps, int64_t algorithm) {
+  TORCH_CHECK_VALUE(s.dim() == 2, "s must be 2-D [N, D], got ", s.dim(), "-D");
+  TORCH_CHECK_TYPE(at::isFloatingType(s.scalar_type()), "s must be a floating tensor, got ", s.scalar_type());
+  TORCH_CHECK_VALUE(s.size(0) >= 2, "pulling_away needs at least 2 rows in s, got shape ", s.sizes());
+  TORCH_CHECK_VALUE(s.size(1) > 0, "s must be non-empty, got shape ", s.sizes());
+  TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0, "eps must be positive and finite, got ", eps);
+  TORCH_CHECK_VALUE(algorithm == kGram || algorithm == kCovariance,
+                    "algorithm must be 0 (gram) or 1 (covariance), got ", algorithm);
+}
+
+at::ScalarType acc_of(const at::Tensor& s) { return s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
+
+at::Tensor pulling_away_cpu(const at::Tensor& s, double eps, int64_t algorithm) {
+  check_args(s, eps, algorithm);
+  const int64_t N = s.size(0), D = s.size(1);
+  double value = 0.0;
+  AT_DISPATCH_FLOATING_TYPES(acc_of(s), "pulling_away_cpu", [&] {
+    using T = scalar_t;
+    Normalised<T> r = normalise<T>(s, eps);
+    const T* sh = r.sh.template data_ptr<T>();
+    double pairs;
+    if (algorithm == kGram) {
+      pairs = gram_offdiagonal<T>(sh, N, D);
+    } else {
+      std::vector<T> G = covariance<T>(sh, N, D);
+      double fro = 0.0, diag = 0.0;
+      for (T g : G) fro += double(g) * double(g);
+      for (T q : r.q) diag += double(q) * double(q);
+      pairs = fro - diag;
+    }
+    value = pairs / (double(N) * double(N - 1));
+  });
+  return at::scalar_tensor(value, s.options().dtype(at::kDouble)).to(s.scalar_type());
+}
+
+at::Tensor pulling_away_backward_cpu(const at::Tensor& grad, const at::Tensor& s, double eps, int64_t algorithm) {
+  check_args(s, eps, algorithm);
+  TORCH_CHECK_VALUE(grad.numel() == 1, "grad must have one element, got shape ", grad.sizes());
+  const int64_t N = s.size(0), D = s.size(1);
+  const double c = 4.0 * grad.item<double>() / (double(N) * double(N - 1));
+  at::Tensor out;
+  AT_DISPATCH_FLOATING_TYPES(acc_of(s), "pulling_away_backward_cpu", [&] {
+    using T = scalar_t;
+    Normalised<T> r = normalise<T>(s, eps);
+    const T* sh = r.sh.template data_ptr<T>();
+    out = at::zeros({N, D}, r.sh.options());
+    T* H = out.data_ptr<T>();
+    if (algorithm == kGram) {
+      gram_h<T>(sh, N, D, H);
+    } else {
+      std::vector<T> G = covariance<T>(sh, N, D);
+      covariance_h<T>(sh, G.data(), N, D, H);
+    }
+    finish_gradient<T>(r, H, N, D, c, algorithm == kCovariance);
+  });
+  return out.to(s.scalar_type());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(gankernels, m) {
+  m.def("pulling_away(Tensor s, float eps, int algorithm) -> Tensor");
+  m.def("pulling_away_backward(Tensor grad, Tensor s, float eps, int algorithm) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
+  m.impl("pulling_away", &pulling_away_cpu);
+  m.impl("pulling_away_backward", &pulling_away_backward_cpu);
+}
+
+}  // namespace gankernels
