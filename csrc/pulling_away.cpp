@@ -17,12 +17,12 @@
 //
 // What is fused: the normalisation with the conversion to the accumulation type (one pass
 // writing Sh, the row norms in double); the squaring and summing into the tile GEMM's epilogue
-// (Gram); the D x D accumulation into per-thread GEMMs (covariance); the gradient's projection
+// (Gram); the D x D accumulation into per-thread row-block GEMMs (covariance); the gradient's projection
 // into one pass over H.  Backward ops recompute Sh (and G) instead of saving anything.
 // Memory: Sh and H, N x D each in the accumulation type, plus threads x D^2 (covariance) or
 //   threads x kGramTile^2 (Gram) scratch: O(N D + D^2), never N x N.
-// Accumulation: fp32 for fp16 / bf16 / fp32 inputs, fp64 for fp64; row norms and the final
-//   scalar sums in double.
+// Accumulation: fp32 for fp16 / bf16 / fp32 inputs, fp64 for fp64 (every GEMM); row norms,
+//   the sums of GEMM results across tiles / row blocks and the final scalar sums in double.
 // Determinism: the Gram backward has no cross-thread reduction; every other reduction goes
 //   through per-thread buffers over contiguous ranges of tiles, summed in thread order, so the
 //   same inputs and thread count give bitwise the same result.
@@ -37,7 +37,7 @@ namespace gankernels {
 namespace {
 
 constexpr int64_t kGramTile = 128;  // square tiles of Sh Sh^T (64 KiB of fp32: stays in L2)
-constexpr int64_t kCovRows = 256;   // rows per GEMM of the covariance accumulation
+constexpr int64_t kCovRows = 128;   // rows per GEMM of the covariance accumulation
 enum PullingAwayAlgorithm : int64_t { kGram = 0, kCovariance = 1 };
 
 // The normalised rows and what the backward needs to know of the normalisation.
@@ -90,16 +90,21 @@ struct Chunks {
   int64_t end(int64_t p) const { return std::min(count, (p + 1) * size); }
 };
 
-// G = Sh^T Sh, [D, D].
+// G = Sh^T Sh, [D, D], in double: each block of kCovRows rows is one GEMM in T, and the
+// blocks' results are added in double (per thread over a contiguous range of blocks, then
+// the threads in order), so the rounding error of an entry is that of a kCovRows-term sum.
 template <typename T>
-std::vector<T> covariance(const T* sh, int64_t N, int64_t D) {
+std::vector<double> covariance(const T* sh, int64_t N, int64_t D) {
   const Chunks blocks((N + kCovRows - 1) / kCovRows, at::get_num_threads());
-  std::vector<T> part(blocks.parts * D * D, T(0));
+  std::vector<double> part(blocks.parts * D * D, 0.0);
   at::parallel_for(0, blocks.parts, 1, [&](int64_t b, int64_t e) {
+    std::vector<T> g(D * D);
     for (int64_t t = b; t < e; ++t)
       for (int64_t k = blocks.begin(t); k < blocks.end(t); ++k) {
         const int64_t r0 = k * kCovRows, br = std::min(kCovRows, N - r0);
-        mm<T>(true, false, D, D, br, T(1), sh + r0 * D, D, sh + r0 * D, D, T(1), part.data() + t * D * D, D);
+        mm<T>(true, false, D, D, br, T(1), sh + r0 * D, D, sh + r0 * D, D, T(0), g.data(), D);
+        double* acc = part.data() + t * D * D;
+        for (int64_t e2 = 0; e2 < D * D; ++e2) acc[e2] += double(g[e2]);
       }
   });
   for (int64_t t = 1; t < blocks.parts; ++t)
@@ -217,9 +222,9 @@ at::Tensor pulling_away_cpu(const at::Tensor& s, double eps, int64_t algorithm) 
     if (algorithm == kGram) {
       pairs = gram_offdiagonal<T>(sh, N, D);
     } else {
-      std::vector<T> G = covariance<T>(sh, N, D);
+      std::vector<double> G = covariance<T>(sh, N, D);
       double fro = 0.0, diag = 0.0;
-      for (T g : G) fro += double(g) * double(g);
+      for (double g : G) fro += g * g;
       for (T q : r.q) diag += double(q) * double(q);
       pairs = fro - diag;
     }
@@ -243,7 +248,8 @@ at::Tensor pulling_away_backward_cpu(const at::Tensor& grad, const at::Tensor& s
     if (algorithm == kGram) {
       gram_h<T>(sh, N, D, H);
     } else {
-      std::vector<T> G = covariance<T>(sh, N, D);
+      const std::vector<double> G64 = covariance<T>(sh, N, D);
+      const std::vector<T> G(G64.begin(), G64.end());
       covariance_h<T>(sh, G.data(), N, D, H);
     }
     finish_gradient<T>(r, H, N, D, c, algorithm == kCovariance);
