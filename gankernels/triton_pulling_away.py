@@ -15,9 +15,9 @@ Math (SPEC section 4; ``pulling_away.py`` has the derivation)::
                         output columns, looping over all row blocks J (no atomics).
 * Covariance form, O(N D^2):
   ``_cov_kernel``       partial G = sum_{i in range} inv_i^2 s_i s_i^T over ``SPLIT`` row
-                        ranges, one D-tile pair per program; the partials are summed by torch.
+                        ranges, one D-tile pair per program; torch sums the partials in fp64.
                         PT = (|G|_F^2 - sum_i q_i^2) / (N (N - 1)) (the diagonal term
-                        subtracted explicitly, in fp64 on the host side of the reduction).
+                        subtracted explicitly, in fp64).
   ``_cov_h_kernel``     H_i = G sh_i.
 * ``_finish_kernel``    ds_i = c inv_i (h_i - proj_i (h_i . sh_i) sh_i), h_i = H_i - q_i sh_i
                         (covariance; the Gram H has no diagonal term), c = 4 grad / (N (N - 1)).
@@ -250,7 +250,7 @@ def _normalisation(cfg, s, eps):
 
 
 def _covariance(cfg, s, inv):
-    """G = Sh^T Sh, [D, D] in the accumulation dtype."""
+    """G = Sh^T Sh, [D, D] in float64 (partials over row ranges accumulated in ACC, summed in fp64)."""
     n, d = s.shape
     bd = cfg.oblock(d)
     tiles = triton.cdiv(d, bd) ** 2
@@ -261,7 +261,7 @@ def _covariance(cfg, s, inv):
     _cov_kernel[(triton.cdiv(d, bd), triton.cdiv(d, bd), split)](
         s, inv, part, n, d, _rs(s), rows_per,
         ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.rows, BLOCK_A=bd, BLOCK_B=bd, num_warps=cfg.warps)
-    return part.sum(0)
+    return part.to(torch.float64).sum(0)
 
 
 def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
@@ -279,7 +279,7 @@ def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
             ACC=cfg.acc, PREC_RAW=cfg.prec_raw, BLOCK=cfg.bt, BLOCK_D=cfg.bd, num_warps=cfg.warps)
         pairs = 2.0 * part.to(torch.float64).sum()
     else:
-        g = _covariance(cfg, sr, inv).to(torch.float64)
+        g = _covariance(cfg, sr, inv)
         pairs = (g * g).sum() - (q.to(torch.float64) ** 2).sum()
     return (pairs / (n * (n - 1))).to(s.dtype)
 
@@ -302,7 +302,7 @@ def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algor
             ACC=cfg.acc, PREC_RAW=cfg.prec_raw, PREC=cfg.prec,
             BLOCK_I=cfg.bt, BLOCK_J=cfg.bt, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.warps)
     else:
-        g = _covariance(cfg, sr, inv).contiguous()
+        g = _covariance(cfg, sr, inv).to(cfg.acc_torch).contiguous()
         _cov_h_kernel[grid](
             sr, inv, g, h, n, d, _rs(sr), _rs(h),
             ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bt, BLOCK_K=cfg.bd, BLOCK_O=bo, num_warps=cfg.warps)
