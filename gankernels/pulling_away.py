@@ -36,10 +36,13 @@ log2(1 + D / N) bits on typical codes and everything on near-orthogonal ones
 way the absolute error stays within a few roundings of |G|_F^2 / (N (N - 1)),
 the scale the tests use as tolerance.
 
-What is fused: normalisation, GEMMs and the reductions (see the C++ and Triton
-modules); the backward recomputes Sh (and G) instead of saving them.
-Memory: O(N D + D^2) -- the normalised rows and the gradient buffer, plus
-per-thread D x D (covariance) or tile scratch; nothing N x N is allocated.
+What is fused: the normalisation into the GEMM passes (the covariance form
+normalises each row block in cache right before its GEMM; the Gram form writes Sh
+once), the squaring and summing into the Gram tiles' epilogue, the gradient's
+projection into the pass that produces it (see the C++ and Triton modules).  The
+backward recomputes the norms (and G) instead of saving anything.
+Memory: O(N D + D^2) -- the gradient, Sh for the Gram form, per-thread D x D
+(covariance) or tile scratch; nothing N x N is allocated.
 Accumulation: fp32 for fp16 / bf16 / fp32 inputs, fp64 for fp64 inputs; the
 result has the input dtype.  Deterministic for a given thread count.
 
