@@ -140,7 +140,8 @@ def _one_call(fn, s, mode: str):
 def _child_case(a) -> Dict:
     import torch
     t_start = time.perf_counter()
-    out: Dict = {"impl": a.impl, "n": a.n, "d": a.d, "mode": a.mode, "threads": torch.get_num_threads()}
+    out: Dict = {"impl": a.impl, "n": a.n, "d": a.d, "mode": a.mode, "threads": torch.get_num_threads(),
+                 "loadavg": os.getloadavg()[0]}
     s = make_codes(a.n, a.d, a.seed)
     out["input_checksum"] = checksum(s)
     fn = _build(a.impl)
@@ -374,13 +375,14 @@ def render_markdown(result: Dict) -> str:
              "GFLOP/s: each implementation's executed flops (bench module docstring) / median. err = "
              "|value − ref| / ref, grad err = max|Δgrad| / max|ref grad|, against a float64 reference. "
              "peak = peak RSS of the case's process (VmHWM, incl. ~0.3 GB torch runtime); extra = peak − "
-             "RSS before the first call (the op's own memory)")
+             "RSS before the first call (the op's own memory); load = 1-minute load average of the machine "
+             "when the case started (2 logical CPUs: above ~1 other jobs compete with the 2 threads)")
     if meta.get("total_wall_s"):
         L.append(f"- total wall time of the run: {meta['total_wall_s'] / 60:.1f} min")
     L.append("")
     L.append("| N | D | mode | impl | median ms | p20–p80 ms | n | vs eager | vs compile | GFLOP/s | % GEMM peak "
-             "| err | grad err | peak MB | extra MB | compile s | note |")
-    L.append("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+             "| err | grad err | peak MB | extra MB | compile s | load | note |")
+    L.append("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         n, d, mode, impl = r["n"], r["d"], r["mode"], r["impl"]
         ok = r.get("status") == "ok"
@@ -401,6 +403,7 @@ def render_markdown(result: Dict) -> str:
             _f(r.get("err_value"), ".1e", "—" if ok else "nan"), _f(r.get("err_grad_rel"), ".1e", "—"),
             _f(r.get("peak_rss_mb"), ".0f"), _f(r.get("extra_rss_mb"), ".0f"),
             _f(max(r["compile_s"], 0.0) if r.get("compile_s") is not None else None, ".1f", "—"),
+            _f(r.get("loadavg"), ".1f", "—"),
             (r.get("note", "") if ok else r.get("reason", r.get("status", ""))).replace("|", "/"),
         ]) + " |")
     refs = [r for r in result.get("refs", []) if r.get("fused64_vs_eager64") is not None]
@@ -461,6 +464,8 @@ def main(argv=None) -> int:
     if args.from_json:
         with open(args.from_json) as f:
             result = json.load(f)
+        if args.note:
+            result["meta"]["note"] = args.note
     else:
         result = run_all(args)
     text = render_markdown(result)
