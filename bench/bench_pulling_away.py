@@ -406,6 +406,29 @@ def render_markdown(result: Dict) -> str:
             _f(r.get("loadavg"), ".1f", "—"),
             (r.get("note", "") if ok else r.get("reason", r.get("status", ""))).replace("|", "/"),
         ]) + " |")
+    extrapolated = []
+    for r in rows:  # eager cases too big to run: N^2 extrapolation from the largest smaller N
+        if r["impl"] != "eager" or r.get("status") == "ok":
+            continue
+        n, d, mode = r["n"], r["d"], r["mode"]
+        prev = [p for p in rows if p["impl"] == "eager" and p["d"] == d and p["mode"] == mode
+                and p["n"] < n and p.get("status") == "ok"]
+        best = [by_key.get((i, n, d, mode)) for i in ("covariance", "gram")]
+        best = [b for b in best if b and b.get("status") == "ok"]
+        if not prev or not best:
+            continue
+        p = max(prev, key=lambda q: q["n"])
+        est = p["median_s"] * (n / p["n"]) ** 2
+        fast = min(best, key=lambda b: b["median_s"])
+        extrapolated.append(
+            f"N={n} D={d} {'fwd+bwd' if mode == 'fwdbwd' else 'fwd'}: eager not run ({r.get('reason', '')}); "
+            f"extrapolated from N={p['n']} (× {(n / p['n']) ** 2:.0f}): ~{est:.0f} s, i.e. "
+            f"~{est / fast['median_s']:.0f}× the fused {fast['impl']} ({_ms(fast['median_s'])} ms, "
+            f"peak RSS {_f(fast.get('peak_rss_mb'), '.0f')} MB)")
+    if extrapolated:
+        L.append("")
+        L.append("Eager cases over the memory cap (not measured; the eager time scales as N² at these sizes): "
+                 + "; ".join(extrapolated))
     refs = [r for r in result.get("refs", []) if r.get("fused64_vs_eager64") is not None]
     if refs:
         L.append("")
