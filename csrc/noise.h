@@ -2,12 +2,14 @@
 //
 // Element e of the noise of chain step `step` under `seed` is a pure function of
 // (seed, step, e): Philox4x32-10 (Salmon et al., "Parallel random numbers: as
-// easy as 1, 2, 3", SC'11) maps the counter (e / 4, e >> 34, step, 0) and the
-// 64-bit key `seed` to four uniform 32-bit words, and two Box-Muller transforms
-// turn them into four standard normals; element e takes normal e % 4.  So the
-// noise does not depend on the thread count or on how rows are split into
-// blocks: the same seed gives bitwise the same samples, and different seeds or
-// steps give independent streams.
+// easy as 1, 2, 3", SC'11) maps the 64-bit counter c = 16 (e / 64) + e % 16
+// (low and high words), `step` and 0 under the 64-bit key `seed` to four
+// uniform 32-bit words; two Box-Muller transforms turn them into four standard
+// normals, and element e takes normal number (e % 64) / 16 of them.  (Elements
+// are grouped by 64 so that a group is stored as four contiguous runs of 16.)
+// So the noise does not depend on the thread count or on how rows are split
+// into blocks: the same seed gives bitwise the same samples, and different
+// seeds or steps give independent streams.
 //
 // Everything here is written as plain loops over small arrays of lanes so that
 // the compiler vectorises it (AVX2: 8 lanes of 32-bit multiplies, the log and
@@ -18,44 +20,77 @@
 #pragma once
 
 #include <cmath>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <cstdint>
 #include <cstring>
 
 namespace gankernels {
 
-constexpr int kNoiseLanes = 16;  // Philox blocks generated together (= 64 normals)
+constexpr int kNoiseLanes = 16;  // Philox counters generated together (= 64 normals, one group)
 
-// Four uniform words per lane for counter blocks blk0 .. blk0 + kNoiseLanes - 1.
-inline void philox_lanes(uint64_t blk0, uint32_t step, uint64_t seed, uint32_t out[4][kNoiseLanes]) {
-  uint32_t c0[kNoiseLanes], c1[kNoiseLanes], c2[kNoiseLanes], c3[kNoiseLanes];
-  for (int l = 0; l < kNoiseLanes; ++l) {
-    const uint64_t b = blk0 + (uint64_t)l;
-    c0[l] = (uint32_t)b;
-    c1[l] = (uint32_t)(b >> 32);
-    c2[l] = step;
-    c3[l] = 0u;
-  }
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-  for (int round = 0; round < 10; ++round) {
-    for (int l = 0; l < kNoiseLanes; ++l) {
-      const uint64_t p0 = (uint64_t)0xD2511F53u * c0[l];
-      const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2[l];
-      const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
-      const uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-      c1[l] = (uint32_t)p1;
-      c3[l] = (uint32_t)p0;
-      c0[l] = n0;
-      c2[l] = n2;
+#if defined(__AVX2__)
+// lo and hi 32-bit halves of the 8 products m * c (AVX2 multiplies even lanes only: two passes).
+inline void mulhilo8(__m256i m, __m256i c, __m256i& hi, __m256i& lo) {
+  const __m256i pe = _mm256_mul_epu32(m, c);
+  const __m256i po = _mm256_mul_epu32(_mm256_srli_epi64(m, 32), _mm256_srli_epi64(c, 32));
+  lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+#endif
+
+// Four uniform words per lane for the counters ctr0 .. ctr0 + kNoiseLanes - 1.
+inline void philox_lanes(uint64_t ctr0, uint32_t step, uint64_t seed, uint32_t out[4][kNoiseLanes]) {
+#if defined(__AVX2__)
+  const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+  for (int h = 0; h < kNoiseLanes; h += 8) {
+    const uint64_t b = ctr0 + (uint64_t)h;
+    __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32((int)(uint32_t)b), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    // the low word never wraps inside a group: ctr0 is a multiple of 16
+    __m256i c1 = _mm256_set1_epi32((int)(uint32_t)(b >> 32));
+    __m256i c2 = _mm256_set1_epi32((int)step);
+    __m256i c3 = _mm256_setzero_si256();
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      __m256i hi0, lo0, hi1, lo1;
+      mulhilo8(m0, c0, hi0, lo0);
+      mulhilo8(m1, c2, hi1, lo1);
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+      c1 = lo1;
+      c3 = lo0;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
     }
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    _mm256_storeu_si256((__m256i*)(out[0] + h), c0);
+    _mm256_storeu_si256((__m256i*)(out[1] + h), c1);
+    _mm256_storeu_si256((__m256i*)(out[2] + h), c2);
+    _mm256_storeu_si256((__m256i*)(out[3] + h), c3);
   }
+#else
   for (int l = 0; l < kNoiseLanes; ++l) {
-    out[0][l] = c0[l];
-    out[1][l] = c1[l];
-    out[2][l] = c2[l];
-    out[3][l] = c3[l];
+    const uint64_t b = ctr0 + (uint64_t)l;
+    uint32_t c0 = (uint32_t)b, c1 = (uint32_t)(b >> 32), c2 = step, c3 = 0u;
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; ++round) {
+      const uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+      const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+      const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+      const uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+      c1 = (uint32_t)p1;
+      c3 = (uint32_t)p0;
+      c0 = n0;
+      c2 = n2;
+      k0 += 0x9E3779B9u;
+      k1 += 0xBB67AE85u;
+    }
+    out[0][l] = c0;
+    out[1][l] = c1;
+    out[2][l] = c2;
+    out[3][l] = c3;
   }
+#endif
 }
 
 // ln(u) for u in (0, 1]: exponent from the bits, mantissa m in [sqrt(1/2), sqrt(2)),
@@ -103,31 +138,37 @@ inline void noise_sincos_turns(float v, float& s, float& c) {
   c = qi == 0 ? cf : (qi == 1 ? -sf : (qi == 2 ? -cf : sf));
 }
 
+// Two Box-Muller transforms per lane: words w1 (log), w2 (angle) -> normals r cos, r sin.
+inline void box_muller_lanes(const uint32_t* w1, const uint32_t* w2, float* ncos, float* nsin) {
+  for (int l = 0; l < kNoiseLanes; ++l) {
+    // u1 in (0, 1] for the log, u2 in [0, 1) for the angle
+    const float u1 = (float)(int32_t)((w1[l] >> 8) + 1u) * 5.9604644775390625e-8f;
+    const float u2 = (float)(int32_t)(w2[l] >> 8) * 5.9604644775390625e-8f;
+    const float r = std::sqrt(-2.0f * noise_log(u1));
+    float s, c;
+    noise_sincos_turns(u2, s, c);
+    ncos[l] = r * c;
+    nsin[l] = r * s;
+  }
+}
+
 // Standard normals for elements [e0, e0 + n) of (seed, step) into out[0 .. n).
 inline void fill_normals(float* out, int64_t e0, int64_t n, uint64_t seed, uint32_t step) {
-  constexpr int64_t kPerCall = 4 * kNoiseLanes;
+  constexpr int64_t kGroup = 4 * kNoiseLanes;
   uint32_t words[4][kNoiseLanes];
-  float buf[kPerCall];
+  alignas(32) float buf[kGroup];
   const int64_t end = e0 + n;
-  int64_t e = e0 - (e0 % 4);  // first element of e0's Philox block
-  while (e < end) {
-    philox_lanes((uint64_t)e / 4, step, seed, words);
-    for (int l = 0; l < kNoiseLanes; ++l) {
-      for (int pr = 0; pr < 2; ++pr) {
-        // u1 in (0, 1] for the log, u2 in [0, 1) for the angle
-        const float u1 = (float)((words[2 * pr][l] >> 8) + 1u) * 5.9604644775390625e-8f;
-        const float u2 = (float)(words[2 * pr + 1][l] >> 8) * 5.9604644775390625e-8f;
-        const float r = std::sqrt(-2.0f * noise_log(u1));
-        float s, c;
-        noise_sincos_turns(u2, s, c);
-        buf[4 * l + 2 * pr] = r * c;
-        buf[4 * l + 2 * pr + 1] = r * s;
-      }
+  for (int64_t g = e0 - (e0 % kGroup); g < end; g += kGroup) {
+    philox_lanes((uint64_t)(g / kGroup) * kNoiseLanes, step, seed, words);
+    const bool whole = g >= e0 && g + kGroup <= end;
+    float* dst = whole ? out + (g - e0) : buf;
+    box_muller_lanes(words[0], words[1], dst, dst + kNoiseLanes);
+    box_muller_lanes(words[2], words[3], dst + 2 * kNoiseLanes, dst + 3 * kNoiseLanes);
+    if (!whole) {
+      const int64_t lo = g < e0 ? e0 : g;
+      const int64_t hi = g + kGroup < end ? g + kGroup : end;
+      for (int64_t k = lo; k < hi; ++k) out[k - e0] = buf[k - g];
     }
-    const int64_t lo = e < e0 ? e0 : e;
-    const int64_t hi = e + kPerCall < end ? e + kPerCall : end;
-    for (int64_t k = lo; k < hi; ++k) out[k - e0] = buf[k - e];
-    e += kPerCall;
   }
 }
 

@@ -49,6 +49,38 @@ namespace {
 inline float exp_acc(float v) { return fast_exp(v); }
 inline double exp_acc(double v) { return std::exp(v); }
 
+// Reductions over a row with 8 independent partial results, so that they vectorise
+// without reassociation flags.  row_max ignores NaN (a NaN logit still reaches the output through exp).
+constexpr int kLanes = 8;
+template <typename T>
+T row_max(const T* a, int64_t n, T init) {
+  T part[kLanes];
+  for (int l = 0; l < kLanes; ++l) part[l] = init;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) part[l] = a[j + l] > part[l] ? a[j + l] : part[l];
+  T m = init;
+  for (int l = 0; l < kLanes; ++l) m = part[l] > m ? part[l] : m;
+  for (; j < n; ++j) m = a[j] > m ? a[j] : m;
+  return m;
+}
+template <typename T>
+T row_dot(const T* a, const T* b, int64_t n) {  // b == nullptr: sum of a
+  T part[kLanes] = {};
+  int64_t j = 0;
+  if (b) {
+    for (; j + kLanes <= n; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) part[l] += a[j + l] * b[j + l];
+  } else {
+    for (; j + kLanes <= n; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) part[l] += a[j + l];
+  }
+  T s = T(0);
+  for (int l = 0; l < kLanes; ++l) s += part[l];
+  for (; j < n; ++j) s += b ? a[j] * b[j] : a[j];
+  return s;
+}
+
 // ---------------------------------------------------------------- Langevin update
 
 constexpr int64_t kNoiseChunk = 2048;
@@ -126,6 +158,7 @@ void score_block(ScoreProblem<T>& sp, int64_t i0, int64_t bi, Scratch<T>& s, T* 
   std::fill(lrow, lrow + bi, T(0));
   std::fill(score, score + bi * D, T(0));  // holds sum_j p_ij y_j until the end
   T* z = s.z.data();
+  const bool small_d = D <= kSmallD;
   for (int64_t j0 = 0; j0 < M; j0 += kTileJ) {
     const int64_t bj = std::min(kTileJ, M - j0);
     tile_z(sp.job, sp.fam, sp.xn.data(), sp.yn.data(), i0, bi, j0, bj, s);
@@ -138,28 +171,25 @@ void score_block(ScoreProblem<T>& sp, int64_t i0, int64_t bi, Scratch<T>& s, T* 
       } else {
         for (int64_t j = 0; j < bj; ++j) zr[j] = -zr[j] * inv2s2;
       }
-      for (int64_t j = 0; j < bj; ++j) mx = zr[j] > mx ? zr[j] : mx;  // NaN logits propagate through exp
+      mx = row_max(zr, bj, mx);
       const T mnew = mx > mrow[i] ? mx : mrow[i];
       if (mnew == ninf) {  // no positive weight seen yet in this row
         std::fill(zr, zr + bj, T(0));
         continue;
       }
       const T rescale = exp_acc(mrow[i] - mnew);
+      T* acc = score + i * D;
       if (rescale != T(1)) {
         lrow[i] *= rescale;
-        T* acc = score + i * D;
         for (int64_t d = 0; d < D; ++d) acc[d] *= rescale;
       }
-      T sum = T(0);
-      for (int64_t j = 0; j < bj; ++j) {
-        const T p = exp_acc(zr[j] - mnew);
-        zr[j] = p;
-        sum += p;
-      }
-      lrow[i] += sum;
+      for (int64_t j = 0; j < bj; ++j) zr[j] = exp_acc(zr[j] - mnew);
+      lrow[i] += row_dot<T>(zr, nullptr, bj);
       mrow[i] = mnew;
+      if (small_d)  // sum_j p_ij y_j against the transposed centre tile tile_z left in s.yt
+        for (int64_t d = 0; d < D; ++d) acc[d] += row_dot<T>(zr, s.yt.data() + d * bj, bj);
     }
-    mm<T>(false, false, bi, D, bj, T(1), z, bj, sp.job.Y + j0 * D, D, T(1), score, D);
+    if (!small_d) mm<T>(false, false, bi, D, bj, T(1), z, bj, sp.job.Y + j0 * D, D, T(1), score, D);
   }
   const T inv_s2 = T(1) / (sp.sigma * sp.sigma);
   for (int64_t i = 0; i < bi; ++i) {
@@ -252,16 +282,21 @@ void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, 
   T* t = s.hy.data();  // g_i . y_j
   T* c = s.q.data();   // q (t - gbar), then C = w_j c
   for (int64_t j0 = 0; j0 < M; j0 += kTileJ) {
-    const int64_t bj = std::min(kTileJ, M - j0), n = bi * bj;
+    const int64_t bj = std::min(kTileJ, M - j0);
     const T* Yj = sp.job.Y + j0 * D;
     tile_z(sp.job, sp.fam, sp.xn.data(), sp.yn.data(), i0, bi, j0, bj, s);
-    if (D <= kSmallD) {
-      for (int64_t i = 0; i < bi; ++i)
-        for (int64_t j = 0; j < bj; ++j) {
-          T a = T(0);
-          for (int64_t d = 0; d < D; ++d) a += Gi[i * D + d] * Yj[j * D + d];
-          t[i * bj + j] = a;
+    const bool small_d = D <= kSmallD;
+    const T* yt = s.yt.data();  // small D: the centre tile transposed [D, bj], left by tile_z
+    if (small_d) {
+      for (int64_t i = 0; i < bi; ++i) {
+        T* tr = t + i * bj;
+        std::fill(tr, tr + bj, T(0));
+        for (int64_t d = 0; d < D; ++d) {
+          const T g = Gi[i * D + d];
+          const T* yr = yt + d * bj;
+          for (int64_t j = 0; j < bj; ++j) tr[j] += g * yr[j];
         }
+      }
     } else {
       mm<T>(false, true, bi, bj, D, T(1), Gi, D, Yj, D, T(0), t, bj);
     }
@@ -282,6 +317,39 @@ void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, 
           q[i * bj + j] *= w[j0 + j];
           c[i * bj + j] *= w[j0 + j];
         }
+    if (small_d) {
+      // the same contractions as the GEMMs below, as loops over j (D is too small for a GEMM)
+      if (o.gx)
+        for (int64_t i = 0; i < bi; ++i)
+          for (int64_t d = 0; d < D; ++d) o.gx[(i0 + i) * D + d] += row_dot<T>(c + i * bj, yt + d * bj, bj);
+      if (o.gyP) {
+        T* acc = s.w.data();  // [2 D + 1, bj]: sum_i q_ij g_id, sum_i c_ij x_id, sum_i c_ij
+        std::fill(acc, acc + (2 * D + 1) * bj, T(0));
+        for (int64_t i = 0; i < bi; ++i) {
+          const T* qr = q + i * bj;
+          const T* cr = c + i * bj;
+          for (int64_t d = 0; d < D; ++d) {
+            const T g = Gi[i * D + d], xv = Xi[i * D + d];
+            T* ap = acc + d * bj;
+            T* ac = acc + (D + d) * bj;
+            for (int64_t j = 0; j < bj; ++j) {
+              ap[j] += qr[j] * g;
+              ac[j] += cr[j] * xv;
+            }
+          }
+          T* as = acc + 2 * D * bj;
+          for (int64_t j = 0; j < bj; ++j) as[j] += cr[j];
+        }
+        for (int64_t j = 0; j < bj; ++j) {
+          for (int64_t d = 0; d < D; ++d) {
+            o.gyP[(j0 + j) * D + d] += acc[d * bj + j];
+            o.gyC[(j0 + j) * D + d] += acc[(D + d) * bj + j];
+          }
+          o.csum[j0 + j] += acc[2 * D * bj + j];
+        }
+      }
+      continue;
+    }
     if (o.gx) mm<T>(false, false, bi, D, bj, T(1), c, bj, Yj, D, T(1), o.gx + i0 * D, D);
     if (o.gyP) {
       mm<T>(true, false, bj, D, bi, T(1), q, bj, Gi, D, T(1), o.gyP + j0 * D, D);
@@ -289,7 +357,6 @@ void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, 
       for (int64_t i = 0; i < bi; ++i)
         for (int64_t j = 0; j < bj; ++j) o.csum[j0 + j] += c[i * bj + j];
     }
-    (void)n;
   }
 }
 
