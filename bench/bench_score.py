@@ -68,6 +68,7 @@ def build(impl: str) -> Callable:
     if impl == "eager":
         return eager_score
     if impl == "compile":
+        torch._dynamo.reset()  # a fresh cache per case: otherwise the recompile limit sends later cases to eager
         return torch.compile(eager_score, dynamic=False)
     if impl == "keops":
         return keops_score_factory()
@@ -133,7 +134,7 @@ def score_case(impl: str, n: int, d: int, mode: str, args) -> Dict:
             out = f(xr, yr, sigma)
             return torch.autograd.grad((out * g).sum(), (xr, yr))
     try:
-        r = measure(call, args.budget_s, args.slow_s, warmup_is_compile=impl == "compile")
+        r = measure(call, args.budget_s, args.slow_s, warmup_is_compile=impl in ("compile", "keops"))
     except Exception as e:
         return dict(row, median=float("nan"), note=f"failed: {type(e).__name__}: {str(e)[:80]}")
     row.update(r)
