@@ -109,7 +109,8 @@ def _formula_rows(args):
 
 
 def _mb(b):
-    return f"{b / 1e6:.3f}" if b < 1e7 else f"{b / 1e6:.0f}"
+    mb = b / 1e6
+    return f"{mb:.0f}" if mb >= 100 else f"{mb:.1f}" if mb >= 10 else f"{mb:.3f}"
 
 
 def markdown(rows, header) -> str:

@@ -184,7 +184,12 @@ _DEVICES = ("cpu", "cuda")
 _SLOTS = 3          # named tensors per call
 _CONFIG_SLOTS = 3   # configuration items per call (kernel, estimator, sigma, ...)
 _MSG = 240          # bytes of an error message carried to the other ranks
-_META = 4 + 4 * _SLOTS + _CONFIG_SLOTS + _MSG
+# metadata row: [status, op, device type, dtype] + per tensor slot [present, rows, cols, requires_grad]
+# + per configuration item a fingerprint + the error message, one byte per entry
+_T0 = 4
+_C0 = _T0 + 4 * _SLOTS
+_M0 = _C0 + _CONFIG_SLOTS
+_META = _M0 + _MSG
 
 
 def _group_info(group) -> Tuple[int, int]:
@@ -242,7 +247,7 @@ def _check_table(op, table, names, config_names) -> None:
     world = len(table)
     for r, row in enumerate(table):
         if row[0]:
-            msg = bytes(row[4 + 4 * _SLOTS + _CONFIG_SLOTS:]).rstrip(b"\0").decode(errors="replace")
+            msg = bytes(row[_M0:]).rstrip(b"\0").decode(errors="replace")
             raise (TypeError if row[0] == 1 else ValueError)(f"gankernels.distributed.{op} on rank {r}: {msg}")
 
     def differ(col):
@@ -254,15 +259,16 @@ def _check_table(op, table, names, config_names) -> None:
                          f"{_OPS[table[r][1]]}; every rank must make the same calls in the same order")
     r = differ(2)
     if r is not None:
+        kinds = _DEVICES + ("another device type",)
         raise ValueError(f"gankernels.distributed.{op}: the inputs must be on the same device type on every "
-                         f"rank, got device type {table[0][2]} on rank 0 and {table[r][2]} on rank {r} (0 = cpu, 1 = cuda)")
+                         f"rank, got {kinds[table[0][2]]} on rank 0 and {kinds[table[r][2]]} on rank {r}")
     r = differ(3)
     if r is not None:
         d0, dr = (_DTYPES[table[i][3]] if table[i][3] < len(_DTYPES) else "another dtype" for i in (0, r))
         raise TypeError(f"gankernels.distributed.{op}: {', '.join(names)} must have the same dtype on every rank, "
                         f"got {d0} on rank 0 and {dr} on rank {r}")
     for i, name in enumerate(names):
-        base = 4 + 4 * i
+        base = _T0 + 4 * i
         r = differ(base)
         if r is None:
             r = differ(base + 2)
@@ -280,7 +286,7 @@ def _check_table(op, table, names, config_names) -> None:
                              f"(rank 0: {bool(table[0][base + 3])}, rank {r}: {bool(table[r][base + 3])}); "
                              "the backward pass is a collective, so it must be the same on every rank")
     for i, name in enumerate(config_names):
-        r = differ(4 + 4 * _SLOTS + i)
+        r = differ(_C0 + i)
         if r is not None:
             raise ValueError(f"gankernels.distributed.{op}: {name} must be the same on every rank "
                              f"(rank 0 and rank {r} differ)")
@@ -296,7 +302,7 @@ def _agree(op: str, group, tensors: Dict[str, object], config: Dict[str, object]
     error = None
     try:
         validate()
-    except (TypeError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 -- reported to every rank below, so that none waits
         error = err
     meta = torch.tensor(_encode_meta(op, tensors, config, error), dtype=torch.int64, device=_meta_device(group))
     parts = [torch.empty_like(meta) for _ in range(world)]
@@ -310,7 +316,7 @@ def _agree(op: str, group, tensors: Dict[str, object], config: Dict[str, object]
         raise exc from error  # the same error as on the other ranks, chained to this rank's own
     if str(dist.get_backend(group)).lower() == "nccl" and table[0][2] != 1:
         raise ValueError(f"gankernels.distributed.{op}: the NCCL backend needs CUDA tensors")
-    return {name: [row[4 + 4 * i + 1] for row in table] for i, name in enumerate(tensors)}
+    return {name: [row[_T0 + 4 * i + 1] for row in table] for i, name in enumerate(tensors)}
 
 
 # ----------------------------------------------------------------------------- public API
