@@ -1,7 +1,8 @@
 """Scenarios of tests/test_distributed.py, and the worker process that runs them on one rank.
 
 The worker is launched K times with a torchrun-style environment (RANK, WORLD_SIZE,
-MASTER_ADDR, MASTER_PORT): ``python dist_worker.py OUT_DIR``.  It builds the global
+and MASTER_ADDR, MASTER_PORT -- or GANKERNELS_TEST_INIT, a ``file://`` rendezvous,
+which the test uses to avoid racing for a free port): ``python dist_worker.py OUT_DIR``.  It builds the global
 float64 batch from fixed seeds, takes its rank's shard (uneven shard sizes), runs
 every scenario with ``api = gankernels.distributed`` and writes
 ``{scenario: result}`` to ``OUT_DIR/rank<r>.pt``.  The test runs the *same*
@@ -176,7 +177,9 @@ def main(out_dir: str) -> None:
     from gankernels import distributed as gkd
 
     dist = torch.distributed
-    dist.init_process_group("gloo", timeout=timedelta(seconds=60))
+    dist.init_process_group("gloo", init_method=os.environ.get("GANKERNELS_TEST_INIT", "env://"),
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                            timeout=timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     local = shard(global_batch(world), world, rank)
     results = {}
