@@ -389,9 +389,6 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     """Rank r's rows of ``gankernels.smoothed_score(X, Y, sigma, W)``: the score of the global Y smoothed by N(0, sigma^2 I)."""
     import gankernels
 
-    if not hasattr(gankernels, "smoothed_score"):
-        raise NotImplementedError("gankernels.distributed.smoothed_score needs gankernels.smoothed_score, "
-                                  "which this build of gankernels does not have")
     return _weighted_reduction("smoothed_score", x, y, weights, group, ("sigma", sigma),
                                lambda: _number("sigma", sigma, positive=True),
                                lambda a, Y, W: gankernels.smoothed_score(a, Y, sigma, W), matrix_weights=False)

@@ -108,12 +108,7 @@ def _check_scenario(results, world, name):
 
 # ----------------------------------------------------------------------------- values and gradients
 
-NEEDS_SMOOTHED_SCORE = pytest.mark.skipif(not hasattr(gk, "smoothed_score"),
-                                          reason="gankernels.smoothed_score is not in this build")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS_SMOOTHED_SCORE) if n == "smoothed_score" else n
-                                  for n in W.SCENARIOS])
+@pytest.mark.parametrize("name", list(W.SCENARIOS))
 def test_two_ranks_equal_single_process(run2, name):
     _check_scenario(run2, 2, name)
 
@@ -179,13 +174,6 @@ def test_no_process_group():
                  lambda: gkd.all_gather_rows(x)):
         with pytest.raises(RuntimeError, match="init_process_group"):
             call()
-
-
-@pytest.mark.skipif(hasattr(gk, "smoothed_score"), reason="gankernels.smoothed_score exists in this build")
-def test_smoothed_score_missing():
-    x = torch.randn(3, 2, dtype=torch.float64)
-    with pytest.raises(NotImplementedError, match="smoothed_score"):
-        gkd.smoothed_score(x, x, 1.0)
 
 
 # ----------------------------------------------------------------------------- the mmd2 block schedule
