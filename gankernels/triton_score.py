@@ -43,12 +43,18 @@ result on the device, independent of block sizes; ``langevin_step`` uses
 ``t = 0``, so one ``kde_langevin`` / ``kernel_langevin`` step reproduces the
 noise of ``langevin_step`` with the same seed.  The noise is NOT bitwise equal
 to the CPU kernels' (``csrc/noise.h`` packs four normals per Philox call);
-both are standard normal streams keyed the same way.
+both are standard normal streams keyed the same way.  Cost: one Philox call
+(about 100 integer operations) per element, of which two of the four words are
+used; ``langevin_step`` may therefore be bound by integer throughput rather
+than memory on a GPU (packing four normals per call is a possible speed-up).
 
 Memory: nothing N x M is allocated.  Extra memory is O((N + M) D): the shifted
 fp32 / fp64 copies of x and y, ``ybar`` in the backward, and the second
 ping-pong buffer of the chains.  Accumulation (and the chains' state) is fp32
-for fp16 / bf16 / fp32 inputs, fp64 for fp64 inputs; the noise is fp32.
+for fp16 / bf16 / fp32 inputs, fp64 for fp64 inputs (half inputs are upcast
+once, so every ``tl.dot`` runs on fp32 or fp64 operands); the noise is fp32.
+Float scalars (1 / sigma^2, step sizes) reach the kernels in a small device
+tensor of the accumulation dtype, because Triton passes Python floats as fp32.
 
 Limits:
 
