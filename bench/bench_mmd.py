@@ -80,7 +80,7 @@ from typing import Dict, List, Optional
 
 from .common import (
     REPO, SIGMAS, checksum, cpu_mhz, cpu_model, eager_mmd2, fmt_time, git_revision, logical_cpus, make_inputs,
-    percentile, simd_summary,
+    percentile, simd_summary, write_section,
 )
 
 IMPLS = ("fused", "eager", "compile", "keops")
@@ -622,20 +622,7 @@ def render_markdown(result: Dict) -> str:
 
 def write_md(path: str, text: str) -> None:
     """Writes the section into ``path``: replaces an existing "## CPU: mmd2 (issue 2)" section, else appends."""
-    old = ""
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-    if not old.strip():
-        new = "# gankernels benchmark results\n\n" + text
-    elif SECTION in old:
-        start = old.index(SECTION)
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("\n" + old[nxt + 1:] if nxt != -1 else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(new)
+    write_section(path, SECTION, text)
 
 
 # ============================================================================= CLI

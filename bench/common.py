@@ -156,3 +156,22 @@ def fmt_time(s: float) -> str:
     if s < 1.0:
         return f"{s * 1e3:.1f} ms"
     return f"{s:.2f} s"
+
+
+def write_section(path: str, heading: str, text: str) -> None:
+    """Writes ``text`` (which starts with ``heading``) into the markdown file ``path``:
+    replaces the section that starts with that heading line (up to the next "## "), else appends."""
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    if not old.strip():
+        new = "# gankernels benchmark results\n\n" + text
+    elif heading in old:
+        start = old.index(heading)
+        nxt = old.find("\n## ", start + len(heading))
+        new = old[:start] + text + ("\n" + old[nxt + 1:] if nxt != -1 else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    with open(path, "w") as f:
+        f.write(new)

@@ -16,6 +16,16 @@ from .kernels import (
     RationalQuadratic,
 )
 from .pairwise import kernel_flow, kernel_sum, kid, mmd2, witness
+from .score import smoothed_score
+from .langevin import (
+    discriminator_score,
+    kde_langevin,
+    kernel_langevin,
+    langevin_sample,
+    langevin_step,
+    langevin_step_,
+)
+from .pulling_away import pulling_away
 from . import nn
 
 __version__ = "0.1.0"
@@ -24,4 +34,7 @@ __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian", "Energy",
     "Polyharmonic", "Polynomial", "Linear",
     "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn",
+    "smoothed_score", "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
+    "discriminator_score",
+    "pulling_away",
 ]

@@ -20,9 +20,16 @@ What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
 * ``kernel_sum``, ``kernel_flow`` (autograd of the Gram sum w.r.t. ``x``),
   ``mmd2`` (biased V- / unbiased U-statistic), ``witness``, ``kid`` (exact, or the
   torchmetrics subset protocol): same signatures and semantics as the public API.
+* ``pulling_away(s, eps)``: the EBGAN pulling-away term (SPEC section 4) from the
+  ``[N, N]`` matrix of squared cosine similarities, diagonal removed.
 * ``eager_mmd2_gaussian(x, y, sigmas)``: the way common MMD-GAN code computes the
   biased Gaussian-mixture MMD^2 (``torch.cdist(...) ** 2``, ``exp`` per bandwidth,
   means of the XX, YY, XY blocks): the benchmark's eager baseline.
+* ``smoothed_score(x, y, sigma, weights)``: autograd of the log of the smoothed
+  density ``log sum_j w_j exp(-|x_i - y_j|^2 / 2 sigma^2)`` (``logsumexp`` over exact
+  squared differences) -- the oracle of SPEC section 3.
+* ``eager_smoothed_score``: the score as eager code writes it (``cdist``, ``softmax``,
+  ``p @ y``): the naive same-dtype reference and the benchmark baseline.
 
 Memory: O(N M) for the Gram matrix (plus O(block * M * D) for the differences),
 and autograd keeps several N x M temporaries -- fine for tests, and exactly the
@@ -49,7 +56,7 @@ from .kernels import (
 
 __all__ = [
     "gram", "sqdist", "radial_profile", "dot_profile", "kernel_sum", "kernel_flow", "mmd2", "witness", "kid",
-    "eager_mmd2_gaussian",
+    "eager_mmd2_gaussian", "smoothed_score", "eager_smoothed_score", "pulling_away",
 ]
 
 # Largest number of elements of one [rows, M, D] block of differences.
@@ -243,3 +250,44 @@ def eager_mmd2_gaussian(x: torch.Tensor, y: torch.Tensor,
         kxy = kxy + torch.exp(-g * dxy)
         kyy = kyy + torch.exp(-g * dyy)
     return kxx.mean() + kyy.mean() - 2.0 * kxy.mean()
+
+
+def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float,
+                   weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """grad_x of sum_i log sum_j w_j exp(-|x_i - y_j|^2 / 2 sigma^2) by autograd (differentiable again)."""
+    with torch.enable_grad():
+        xg = x if x.requires_grad else x.detach().requires_grad_(True)
+        logits = -sqdist(xg, y) / (2.0 * sigma * sigma)
+        if weights is not None:
+            logits = logits + torch.log(weights)[None, :]
+        (g,) = torch.autograd.grad(torch.logsumexp(logits, dim=1).sum(), xg, create_graph=True)
+    return g
+
+
+def eager_smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float,
+                         weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(softmax_j(log w_j - |x_i - y_j|^2 / 2 sigma^2) @ y - x) / sigma^2, as eager code writes it.
+
+    cdist for float32 / float64; float16 / bfloat16 (no CPU cdist) use exact differences in that dtype.
+    """
+    d2 = torch.cdist(x, y) ** 2 if x.dtype in (torch.float32, torch.float64) else sqdist(x, y)
+    logits = -d2 / (2.0 * sigma * sigma)
+    if weights is not None:
+        logits = logits + torch.log(weights)[None, :]
+    p = torch.softmax(logits, dim=1)
+    return (p @ y - x) / (sigma * sigma)
+
+
+def pulling_away(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """EBGAN pulling-away term: mean over i != j of (sh_i . sh_j)^2, sh_i = s_i / max(|s_i|, eps).
+
+    Materialises the ``[N, N]`` matrix of squared cosine similarities and drops its
+    diagonal (a mean, not a sum, so that float16 does not overflow).  Differentiable by
+    autograd; a zero row gets gradient 0 (the norm's gradient is 0 there and
+    ``clamp_min`` passes none below eps).
+    """
+    n = s.shape[0]
+    if n < 2:
+        raise ValueError(f"pulling_away needs N >= 2, got N = {n}")
+    sh = s / torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(eps)
+    return _offdiag_mean((sh @ sh.T) ** 2)

@@ -1,0 +1,200 @@
+"""Fused Langevin updates: one step, kernel-driven chains, annealed KDE chains.
+
+Formulas (SPEC §3), xi ~ N(0, I) from a counter-based generator:
+
+* ``langevin_step(x, drift, eta, tau)``  x + eta drift + sqrt(2 eta tau) xi   (``langevin_step_``: in place)
+* ``kernel_langevin``  ``steps`` times x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi.
+  With centres = real ∪ fake and weights +1/N, -1/M the drift is the gradient of the
+  closed-form IPM critic (the MMD witness): discriminator-guided Langevin.
+* ``kde_langevin``  annealed Langevin on the Gaussian-smoothed data: for each sigma_i in
+  the given order, alpha_i = eps sigma_i^2 / sigma_L^2 (sigma_L the last), ``steps_per_sigma``
+  times x <- x + (alpha_i / 2) smoothed_score(x, data, sigma_i) + sqrt(alpha_i) xi.
+* ``langevin_sample``  the generic driver for any ``score_fn(x) -> [N, D]``;
+  ``discriminator_score(D)`` is ``x -> grad_x sum D(x)`` for a trained network.
+
+What is fused: the noise is generated inside the update (Philox4x32-10 keyed by a
+seed drawn from the ``torch.Generator``, Box-Muller; ``csrc/noise.h``), so a step is
+one pass over memory.  ``kernel_langevin`` and ``kde_langevin`` run the whole chain
+in one op call: each step is one pass of the pairwise engine (flow field, or the
+online-log-sum-exp score with the update applied per row block) -- no N x M
+matrix, no per-step kernel launches from Python.
+
+Reproducibility: the same generator state gives the same samples (the noise of
+element e at step t is a function of (seed, t, e) only, independent of the
+thread count); each call advances the generator by one draw, so consecutive
+calls get independent noise.  Memory: O((N + M) D).  Limits: not differentiable
+(sampling runs under ``no_grad``); the noise is generated in fp32.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from . import _ops  # noqa: F401
+from .kernels import Kernel
+from .pairwise import _check_kernel, _check_pair, _check_points, _encode
+from .score import check_sigma
+
+__all__ = [
+    "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
+    "discriminator_score",
+]
+
+ops = torch.ops.gankernels
+
+
+@torch.library.register_fake("gankernels::langevin_step")
+def _langevin_step_fake(x, drift, step_size, temperature, seed):
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("gankernels::langevin_step_")
+def _langevin_step_inplace_fake(x, drift, step_size, temperature, seed):
+    return None
+
+
+@torch.library.register_fake("gankernels::kernel_langevin")
+def _kernel_langevin_fake(x, centers, w, family, params, step_size, steps, temperature, seed):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("gankernels::kde_langevin")
+def _kde_langevin_fake(x, data, sigmas, steps_per_sigma, eps, seed):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def draw_seed(generator: Optional[torch.Generator] = None) -> int:
+    """A 62-bit seed for the counter-based noise, drawn from ``generator`` (default: torch's CPU generator)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    device = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 2**62, (1,), device=device, generator=generator).item())
+
+
+def _positive(value, name: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and ok):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+    return value
+
+
+def _count(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return value
+
+
+def _step_args(x, drift, step_size, temperature):
+    """Checks the arguments of a Langevin step; -> (eta, tau)."""
+    if not isinstance(x, torch.Tensor) or not isinstance(drift, torch.Tensor):
+        raise TypeError("x and drift must be torch.Tensors")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating tensor, got {x.dtype}")
+    if drift.shape != x.shape:
+        raise ValueError(f"drift must have the shape of x {tuple(x.shape)}, got {tuple(drift.shape)}")
+    if drift.dtype != x.dtype:
+        raise TypeError(f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}")
+    if drift.device != x.device:
+        raise ValueError(f"drift must be on the device of x ({x.device}), got {drift.device}")
+    return _positive(step_size, "step_size"), _positive(temperature, "temperature", allow_zero=True)
+
+
+def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """x + step_size * drift + sqrt(2 step_size temperature) * xi, one fused pass; returns a new tensor."""
+    eta, tau = _step_args(x, drift, step_size, temperature)
+    with torch.no_grad():
+        return ops.langevin_step(x.detach(), drift.detach(), eta, tau, draw_seed(generator))
+
+
+def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """In-place ``langevin_step``: updates and returns ``x``."""
+    eta, tau = _step_args(x, drift, step_size, temperature)
+    with torch.no_grad():
+        ops.langevin_step_(x, drift.detach(), eta, tau, draw_seed(generator))
+    return x
+
+
+def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, kernel: Kernel, weights: Optional[torch.Tensor],
+                    step_size: float, steps: int, temperature: float = 1.0,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``steps`` Langevin steps driven by the kernel flow field sum_j w_j grad k(x, c_j); returns new points."""
+    _check_pair(x, centers, "x", "centers")
+    _check_kernel(kernel)
+    m = centers.shape[0]
+    if weights is None:
+        w = centers.new_ones(m)
+    else:
+        if not isinstance(weights, torch.Tensor) or not weights.is_floating_point():
+            raise TypeError("weights must be a floating torch.Tensor or None")
+        if weights.dim() != 1 or weights.shape[0] != m:
+            raise ValueError(f"weights must have shape [{m}], got {tuple(weights.shape)}")
+        if weights.device != centers.device:
+            raise ValueError(f"weights must be on the device of centers, got {weights.device}")
+        w = weights.to(centers.dtype)
+    eta = _positive(step_size, "step_size")
+    tau = _positive(temperature, "temperature", allow_zero=True)
+    steps = _count(steps, "steps")
+    family, params = _encode(kernel, x.shape[1])
+    with torch.no_grad():
+        return ops.kernel_langevin(x.detach(), centers.detach(), w.detach(), family, params, eta, steps, tau,
+                                   draw_seed(generator))
+
+
+def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Annealed Langevin (NCSN schedule) on the Gaussian-smoothed data; returns new points."""
+    _check_pair(x, data, "x", "data")
+    if isinstance(sigmas, (int, float)):
+        sigmas = [sigmas]
+    if isinstance(sigmas, torch.Tensor):
+        sigmas = sigmas.tolist()
+    try:
+        sig = [check_sigma(s, "sigmas") for s in sigmas]
+    except TypeError:
+        raise TypeError("sigmas must be a float or a sequence of floats") from None
+    if not sig:
+        raise ValueError("sigmas must not be empty")
+    steps_per_sigma = _count(steps_per_sigma, "steps_per_sigma")
+    eps = _positive(eps, "eps")
+    with torch.no_grad():
+        return ops.kde_langevin(x.detach(), data.detach(), sig, steps_per_sigma, eps, draw_seed(generator))
+
+
+def langevin_sample(x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Tensor], steps: int,
+                    step_size: float, temperature: float = 1.0,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """``steps`` times x <- langevin_step(x, score_fn(x), step_size, temperature); O(batch) memory."""
+    if not callable(score_fn):
+        raise TypeError("score_fn must be callable: x [N, D] -> score [N, D]")
+    _check_points(x, "x")
+    steps = _count(steps, "steps")
+    _positive(step_size, "step_size")
+    x = x.detach().clone()
+    for _ in range(steps):
+        with torch.no_grad():
+            drift = score_fn(x)
+        langevin_step_(x, drift.detach().to(x.dtype), step_size, temperature, generator)
+    return x
+
+
+def discriminator_score(D: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x -> grad_x sum D(x)`` by autograd (works when the caller is under ``torch.no_grad()``)."""
+    if not callable(D):
+        raise TypeError("D must be callable (a discriminator network)")
+
+    def score(x: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(D(xg).sum(), xg)
+        return g
+
+    return score

@@ -1,0 +1,131 @@
+"""Kernel-smoothed score: the score of the data smoothed by a Gaussian kernel.
+
+Formula (SPEC §3), x [N, D] queries, y [M, D] centres, w [M] >= 0 optional:
+
+    smoothed_score(x, y, sigma, w)_i = grad_a log sum_j w_j exp(-|a - y_j|^2 / 2 sigma^2) at a = x_i
+                                     = sum_j p_ij (y_j - x_i) / sigma^2,
+    p_ij = softmax_j(log w_j - |x_i - y_j|^2 / 2 sigma^2)
+
+-- the noise-level-sigma score of diffusion models and the kernel-smoothed score
+of the "GANs Settle Scores!" view of IPM-GANs.
+
+What is fused: one flash-attention-style pass (``gankernels::smoothed_score``):
+query blocks stream over centre tiles keeping a running row maximum, the
+normaliser and the weighted centre sum in fp32 (fp64 for fp64), so nothing
+N x M is stored and a query 1000 sigma from every centre gets the score of its
+nearest centre instead of 0/0.  The op also returns the per-row log-normaliser
+lse, which the backward (``gankernels::smoothed_score_backward``, one more
+pass) uses to recompute p without a second log-sum-exp.  CPU kernels are C++
+(``csrc/score.cpp``), CUDA kernels Triton (``triton_score.py``).
+
+Memory: O((N + M) D).  Limits: differentiable once (x, y and weights);
+accumulation in fp32 for half inputs; weights must be non-negative and not all
+zero.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from . import _ops  # noqa: F401  (loads gankernels._C and the pairwise registrations)
+from .pairwise import _acc_dtype, _check_pair
+
+__all__ = ["smoothed_score"]
+
+ops = torch.ops.gankernels
+
+
+@torch.library.register_fake("gankernels::smoothed_score")
+def _smoothed_score_fake(x, y, w, sigma):
+    return x.new_empty(x.shape), x.new_empty(x.shape[0], dtype=_acc_dtype(x))
+
+
+@torch.library.register_fake("gankernels::smoothed_score_backward")
+def _smoothed_score_backward_fake(grad, x, y, w, sigma, score, lse, output_mask):
+    gw = x.new_empty(0) if w is None else w.new_empty(w.shape)
+    return x.new_empty(x.shape), y.new_empty(y.shape), gw
+
+
+def _setup(ctx, inputs, output):
+    x, y, w, sigma = inputs
+    score, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(x, y, w, score, lse)
+    ctx.sigma = sigma
+
+
+def _backward(ctx, g_score, g_lse):
+    x, y, w, score, lse = ctx.saved_tensors
+    nx, ny, nw = (bool(ctx.needs_input_grad[i]) for i in range(3))
+    nw = nw and w is not None
+    if g_score is None:
+        return None, None, None, None
+    gx, gy, gw = ops.smoothed_score_backward(g_score, x, y, w, ctx.sigma, score, lse, [nx, ny, nw])
+    return (gx if nx else None), (gy if ny else None), (gw if nw else None), None
+
+
+torch.library.register_autograd("gankernels::smoothed_score", _backward, setup_context=_setup)
+
+
+def _no_second_order(ctx, *grads):
+    raise NotImplementedError("gankernels: smoothed_score is differentiable once (no double backward)")
+
+
+torch.library.register_autograd(
+    "gankernels::smoothed_score_backward", _no_second_order, setup_context=lambda ctx, inputs, output: None
+)
+
+
+def check_sigma(sigma, name: str = "sigma") -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise TypeError(f"{name} must be a positive float, got {type(sigma).__name__}")
+    sigma = float(sigma)
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"{name} must be positive and finite, got {sigma}")
+    return sigma
+
+
+def _check_weights(weights, y: torch.Tensor) -> Optional[torch.Tensor]:
+    if weights is None:
+        return None
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"weights must be a torch.Tensor or None, got {type(weights).__name__}")
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be a floating tensor, got {weights.dtype}")
+    if weights.device != y.device:
+        raise ValueError(f"weights must be on the device of y, got {weights.device} and {y.device}")
+    if weights.dim() != 1 or weights.shape[0] != y.shape[0]:
+        raise ValueError(f"weights must have shape [{y.shape[0]}], got {tuple(weights.shape)}")
+    if not torch.compiler.is_compiling():  # data-dependent checks (the CPU kernel repeats them)
+        if bool((weights < 0).any()):
+            raise ValueError("weights must be non-negative")
+        if bool((weights.sum() == 0)):
+            raise ValueError("weights must not all be zero")
+    return weights.to(y.dtype)
+
+
+def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Optional[torch.Tensor] = None):
+    """Score of the Gaussian-smoothed (weighted) empirical distribution of ``y`` at ``x``: [N, D].
+
+    ``sum_j p_ij (y_j - x_i) / sigma^2`` with ``p_ij = softmax_j(log w_j - |x_i - y_j|^2 / 2 sigma^2)``.
+    Differentiable w.r.t. ``x``, ``y`` and ``weights`` (first order).
+    """
+    _check_pair(x, y)
+    sigma = check_sigma(sigma)
+    w = _check_weights(weights, y)
+    score, _ = ops.smoothed_score(x, y, w, sigma)
+    return score
+
+
+def _register_cuda():
+    """CUDA kernels (Triton) of the score and Langevin ops, whose schemas csrc/score.cpp defines."""
+    try:
+        from . import triton_score
+    except ImportError:  # triton missing: CPU only
+        return
+    triton_score.register_cuda_kernels()
+
+
+_register_cuda()
