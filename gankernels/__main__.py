@@ -1,7 +1,8 @@
 """``gankernels`` / ``python -m gankernels``: facts about this install.
 
 Subcommands: ``info`` (default) prints the version, torch, the compiled CPU
-extension and whether CUDA kernels (Triton) are available.
+extension and whether CUDA kernels (Triton) are available; ``bench`` runs the
+benchmark (``gankernels bench --help``, ``gankernels.bench``).
 """
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import sys
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = argparse.ArgumentParser(prog="gankernels", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="info", choices=["info"])
+    parser.add_argument("command", nargs="?", default="info", choices=["info", "bench"])
     parser.parse_args(argv)
     import torch
 
