@@ -1,5 +1,7 @@
 # make demo: create .venv, install, build the extension, run the quick benchmark.
 # make test: create .venv, install, build, run the test suite (C++ engine, then Triton under TRITON_INTERPRET=1).
+# make bench: regenerate bench/RESULTS.md (section "CPU: every op and the mmd2 scaling sweep"), the scaling
+#             plot and the JSON / CSV rows with `gankernels bench --results` (about 40 min on 2 cores).
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -21,6 +23,12 @@ build: $(STAMP) $(SOURCES)
 
 demo: build
 	OMP_NUM_THREADS=2 $(VPY) -m bench.quick
+
+BENCH_THREADS ?= 2
+bench: build
+	$(VPY) -m pip install -q pykeops   # the KeOps baseline (GeomLoss rows stay "n/a" unless installed)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(VPY) -m gankernels bench --results --threads $(BENCH_THREADS) --md bench/RESULTS.md \
+	  --plot bench/scaling_mmd_cpu.png --json bench/results_cpu.json --csv bench/results_cpu.csv
 
 test: build
 	OMP_NUM_THREADS=2 $(VPY) -m pytest -q tests -m "not triton"

@@ -130,11 +130,15 @@ def _codes_inputs(n, m, d, seed, kernel):
 # ----------------------------------------------------------------------------- eager code (as users write it)
 
 def eager_gram(kernel: K.Kernel, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Dense [N, M] kernel matrix: ``cdist(a, b) ** 2`` (exact differences for half dtypes, which CPU cdist
-    lacks) through the kernel profile, or ``a @ b.T`` for dot-product kernels."""
+    """Dense [N, M] kernel matrix: ``cdist(a, b) ** 2`` through the kernel profile (cdist's matrix-product
+    path, which it takes by itself above 25 points and which is twice differentiable; exact differences
+    for half dtypes, which CPU cdist lacks), or ``a @ b.T`` for dot-product kernels."""
     if not kernel.radial:
         return ref.dot_profile(kernel, a @ b.T, a.shape[1])
-    s = torch.cdist(a, b) ** 2 if a.dtype in (torch.float32, torch.float64) else ref.sqdist(a, b)
+    if a.dtype in (torch.float32, torch.float64):
+        s = torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist") ** 2
+    else:
+        s = ref.sqdist(a, b)
     return ref.radial_profile(kernel, s)
 
 
