@@ -94,7 +94,8 @@ def test_too_slow_prediction_from_a_smaller_size():
     case = Case("mmd2", "eager", "fwd", 4000, 4000, 8)
     pred = runner._predict_s([prior], case, spec)
     assert pred == pytest.approx(2.0 * spec.pairs(4000, 4000) / spec.pairs(1000, 1000))
-    row = runner.run_case(case, spec, {}, None, None, Settings(time_limit_s=10.0), ENV, CEILINGS, [prior], "/tmp")
+    row = runner.run_case(case, spec, {}, None, None, Settings(time_limit_s=10.0, isolate=False), ENV, CEILINGS,
+                          [prior], "/tmp")
     assert row["status"] == "too slow" and "predicted" in row["reason"] and math.isnan(row["median_s"])
 
 
@@ -170,9 +171,9 @@ def test_oom_row_under_a_tiny_memory_cap():
     settings = Settings(threads=1, budget_s=0.01, max_reps=1, mem_cap_gb=0.02)
     rows = runner.run([group], settings, ceilings=CEILINGS, progress=False)["rows"]
     fused, eager = rows
-    assert fused["status"] == "ok", fused["reason"]
-    assert fused["mem_source"] == "isolated process" and 0 <= fused["peak_mem_mb"] < 20
-    assert eager["status"] == "oom" and eager["reason"].startswith("out of memory (cap 0.02 GB)")
+    assert fused["status"] == "ok", fused
+    assert fused["mem_source"] == "isolated process" and 0 <= fused["peak_mem_mb"] < 20, fused
+    assert eager["status"] == "oom" and eager["reason"].startswith("out of memory (cap 0.02 GB)"), eager
     assert math.isnan(eager["median_s"]) and math.isnan(eager["peak_mem_mb"])
     assert report.summary_table(rows)[1][0][report.summary_table(rows)[0].index("vs eager")] == "OOM"
 

@@ -51,6 +51,10 @@ def _varying(rows: Sequence[Dict], key: str) -> bool:
     return len({r.get(key) for r in rows if r.get(key)}) > 1
 
 
+def _roof(r: Dict) -> str:
+    return f"{100 * r['roofline_frac']:.0f}% {r['roofline_bound']}" if _finite(r.get("roofline_frac")) else "—"
+
+
 def main_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
     """Every row: time, throughput, roofline fraction, memory, error, and the fused speedup on baseline rows."""
     extra = [k for k in HEADER_CONSTANTS if _varying(rows, k)]
@@ -59,7 +63,7 @@ def main_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
     body = []
     for r in rows:
         ok = r["status"] == "ok"
-        roof = f"{100 * r['roofline_frac']:.0f}% {r['roofline_bound']}" if _finite(r.get("roofline_frac")) else "—"
+        roof = _roof(r)
         body.append([r["op"], MODE_LABEL[r["mode"]], fmt_n(r["n"]), fmt_n(r["m"]), str(r["d"])]
                     + [str(r[k]) for k in extra]
                     + [r["impl"], fmt_ms(r["median_s"]),
@@ -74,7 +78,7 @@ def main_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
 
 
 def _case_key(r: Dict) -> Tuple:
-    return r["op"], r["mode"], r["n"], r["m"], r["d"], r["dtype"], r["device"], r["kernel"]
+    return r["group"], r["op"], r["mode"], r["n"], r["m"], r["d"], r["dtype"], r["device"], r["kernel"]
 
 
 def summary_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
@@ -104,15 +108,16 @@ def summary_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
         body.append([f["op"], MODE_LABEL[f["mode"]], fmt_n(f["n"]), fmt_n(f["m"]), str(f["d"])]
                     + [str(f[k]) for k in extra] + [fmt_ms(f["median_s"])] + cells
                     + [fmt_mb(f["peak_mem_mb"]), FAIL_LABEL.get(e["status"], fmt_mb(e["peak_mem_mb"])) if e else "—",
-                       f"{100 * f['roofline_frac']:.0f}% {f['roofline_bound']}" if _finite(f["roofline_frac"]) else "—"])
+                       _roof(f)])
     return head, body
 
 
 def _series(rows: Sequence[Dict]) -> Dict[Tuple, List[Dict]]:
-    """Rows grouped by everything but N (and M when M = N): the series of a scaling sweep."""
+    """Rows of one group by everything but N (and M when M = N): the series of a scaling sweep."""
     out: Dict[Tuple, List[Dict]] = {}
     for r in rows:
-        key = (r["op"], r["mode"], r["d"], r["dtype"], r["device"], r["kernel"], r["m"] if r["m"] != r["n"] else None)
+        key = (r["op"], r["mode"], r["d"], r["dtype"], r["device"], r["kernel"], r["m"] if r["m"] != r["n"] else None,
+               r["group"])
         out.setdefault(key, []).append(r)
     return {k: sorted(v, key=lambda r: r["n"]) for k, v in out.items() if len({r["n"] for r in v}) >= 3}
 
@@ -120,7 +125,7 @@ def _series(rows: Sequence[Dict]) -> Dict[Tuple, List[Dict]]:
 def sweep_lines(rows: Sequence[Dict], mem_cap_gb: Optional[float]) -> List[str]:
     """For each scaling series: per implementation, the largest N that ran and what stopped it."""
     lines = []
-    for (op, mode, d, dtype, device, kernel, _), series in _series(rows).items():
+    for (op, mode, d, dtype, device, kernel, _, _), series in _series(rows).items():
         parts = []
         for impl in IMPLS:
             rs = [r for r in series if r["impl"] == impl]
@@ -162,18 +167,20 @@ def header_lines(result: Dict) -> List[str]:
         hw += f" ({m['simd']}, {m['logical_cpus']} logical CPUs, cpu MHz {fmt_num(m.get('cpu_mhz'), '.0f')})"
     opt = ", ".join(f"{k} {m.get(k) or 'not installed'}" for k in ("pykeops", "geomloss", "torchmetrics"))
     lines = [
-        f"hardware: {hw}; {m['threads']} threads",
+        f"hardware: {hw}; torch threads: {m['threads']}",
         f"software: torch {m['torch']}, triton {m.get('triton') or 'not installed'}, gankernels {m['gankernels']} "
         f"(git {m['git']}); {opt}",
     ]
     if c:
-        lines.append(f"roofline ceilings (measured at start): fp32 GEMM {c['gemm_flops'] / 1e9:.1f} GFLOP/s "
-                     f"(torch.mm {c['gemm_n']}²), copy {c['copy_bytes_per_s'] / 1e9:.1f} GB/s "
+        lines.append(f"roofline ceilings (measured at start, fastest of 10 calls): fp32 GEMM "
+                     f"{c['gemm_flops'] / 1e9:.1f} GFLOP/s (torch.mm {c['gemm_n']}²), "
+                     f"copy {c['copy_bytes_per_s'] / 1e9:.1f} GB/s "
                      f"({c['copy_elems']:,} fp32, read + write)")
     if s:
         lines.append(f"protocol: median (p20–p80) of n calls after warm-up, {s['budget_s']:g} s per case "
                      f"(a call over {s['slow_s']:g} s is timed once); peak MB = memory the call adds "
-                     f"({rows[0]['mem_source'] if rows else ''}); memory cap {s['mem_cap_gb']:g} GB, "
+                     f"({next((r['mem_source'] for r in rows if r['mem_source']), '')}); "
+                     f"memory cap {s['mem_cap_gb']:g} GB, "
                      f"time limit {s['time_limit_s']:g} s per case; rel err = max|Δ| / max|float64 reference| "
                      f"(N ≤ {s['check_max_n']:,})")
     for k in HEADER_CONSTANTS:
@@ -191,32 +198,47 @@ def header_lines(result: Dict) -> List[str]:
     return lines
 
 
+def _groups(rows: Sequence[Dict]) -> Dict[str, List[Dict]]:
+    out: Dict[str, List[Dict]] = {}
+    for r in rows:
+        out.setdefault(r.get("group") or "", []).append(r)
+    return out
+
+
 def render_text(result: Dict) -> str:
-    rows = result["rows"]
-    out = ["gankernels bench", *("  " + ln for ln in header_lines(result)), "", format_text(*main_table(rows))]
-    head, body = summary_table(rows)
-    if body:
-        out += ["", "fused speedup (baseline median / fused median):", format_text(head, body)]
-    sweeps = sweep_lines(rows, (result["meta"].get("settings") or {}).get("mem_cap_gb"))
-    if sweeps:
-        out += ["", *sweeps]
+    groups = _groups(result["rows"])
+    cap = (result["meta"].get("settings") or {}).get("mem_cap_gb")
+    out = ["gankernels bench", *("  " + ln for ln in header_lines(result))]
+    for name, rows in groups.items():
+        out += ["", f"== {name} =="] if len(groups) > 1 else [""]
+        out += [format_text(*main_table(rows))]
+        head, body = summary_table(rows)
+        if body:
+            out += ["", "fused speedup (baseline median / fused median):", format_text(head, body)]
+        out += ["", *sweep_lines(rows, cap)] if sweep_lines(rows, cap) else []
     return "\n".join(out) + "\n"
 
 
 def render_markdown(result: Dict, heading: str, plot_path: Optional[str] = None) -> str:
-    rows = result["rows"]
+    groups = _groups(result["rows"])
+    cap = (result["meta"].get("settings") or {}).get("mem_cap_gb")
     out = [heading, "", *("- " + ln for ln in header_lines(result)), ""]
-    head, body = summary_table(rows)
-    if body:
-        out += ["Fused speedup (baseline median / fused median; OOM: out of memory under the cap; "
-                "n/a: not installed or not applicable):", "", format_markdown(head, body), ""]
-    sweeps = sweep_lines(rows, (result["meta"].get("settings") or {}).get("mem_cap_gb"))
-    if sweeps:
-        out += ["Scaling: " + " ".join(sweeps), ""]
-    if plot_path:
-        out += [f"![scaling plot]({plot_path})", ""]
-    out += ["All rows:", "", format_markdown(*main_table(rows)), ""]
-    return "\n".join(out)
+    full = []
+    for name, rows in groups.items():
+        if len(groups) > 1:
+            out += [f"### {name}", ""]
+        head, body = summary_table(rows)
+        if body:
+            out += ["Fused speedup (baseline median / fused median; OOM: out of memory under the cap; "
+                    "n/a: not installed or not applicable):", "", format_markdown(head, body), ""]
+        sweeps = sweep_lines(rows, cap)
+        if sweeps:
+            out += ["Scaling: " + " ".join(sweeps), ""]
+            if plot_path:
+                out += [f"![scaling plot]({plot_path})", ""]
+        full += ([f"All rows{' (' + name + ')' if len(groups) > 1 else ''}:", "", format_markdown(*main_table(rows)),
+                  ""])
+    return "\n".join(out + full)
 
 
 # ----------------------------------------------------------------------------- files
@@ -243,8 +265,9 @@ def read_json(path: str) -> Dict:
         result = json.load(f)
     for r in result["rows"]:
         for k in ROW_FIELDS:
-            if r.get(k) is None and k not in ("triton",):
+            if r.get(k) is None and k not in ("triton", "group"):
                 r[k] = float("nan")
+        r.setdefault("group", "")
     return result
 
 
@@ -282,8 +305,9 @@ def plot(result: Dict, path: str) -> int:
     fmt_x = FuncFormatter(lambda v, _: f"{v / 1024:g}k" if v >= 1024 else f"{v:g}")
     fmt_t = FuncFormatter(lambda v, _: f"{v * 1e3:g} ms" if v < 1 else f"{v:g} s")
     fmt_m = FuncFormatter(lambda v, _: f"{v / 1024:g} GB" if v >= 1024 else f"{v:g} MB")
-    for (op, mode, d, dtype, device, kernel, m_fixed), (ax_t, ax_m) in zip(series, axes):
-        rows = series[(op, mode, d, dtype, device, kernel, m_fixed)]
+    for key, (ax_t, ax_m) in zip(series, axes):
+        op, mode, d, dtype, device, kernel, m_fixed, _ = key
+        rows = series[key]
         ns = sorted({r["n"] for r in rows})
         for impl in [i for i in IMPLS if any(r["impl"] == i for r in rows)]:
             rs = [r for r in rows if r["impl"] == impl]
@@ -320,7 +344,7 @@ def plot(result: Dict, path: str) -> int:
         handles += [Line2D([], [], marker="X", color="k", ls="none", label="out of memory"),
                     Line2D([], [], marker=">", color="k", ls="none", label="too slow (time limit)")]
         ax_t.legend(handles=handles, fontsize=8, loc="upper left")
-    threads = f" ({meta['threads']} thread{'s' if meta['threads'] != 1 else ''})"
+    threads = f" (torch threads: {meta['threads']})"
     hw = meta["device_name"] + (threads if meta.get("device", "cpu") == "cpu" else "")
     fig.suptitle(f"gankernels bench — {hw}, torch {meta['torch']}, git {meta['git']}", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))

@@ -5,7 +5,7 @@ A case is (op, impl, mode, N, M, D, dtype, device, kernel).  For each input set
 and every implementation and mode runs on them in this process; the float64
 reference is computed once per input set (the eager code in float64 when its
 Gram matrices fit in ``ref_max_gb``, else the fused op in float64; above
-``check_max_n`` points there is no reference and the error is nan).
+``check_max_n`` points a pairwise op has no reference and the error is nan).
 
 Protocol of one case
     CPU (``isolate``): first a probe -- a fresh subprocess that builds the same
@@ -23,8 +23,10 @@ Protocol of one case
     CUDA (and ``isolate=False``): everything in this process; CUDA memory is
     ``torch.cuda.max_memory_allocated`` around the call, times come from
     ``triton.testing.do_bench`` when Triton is installed.
-    Before running, a case predicted (from the same implementation at a smaller N,
-    scaled by model flops) to exceed ``time_limit_s`` is a ``too slow`` row.
+    A case predicted (from the same implementation at a smaller N, scaled by model
+    flops) to exceed ``time_limit_s`` is a ``too slow`` row -- after a probe of at
+    most ``GRACE_S`` seconds, so that a case that would run out of memory first is
+    an ``oom`` row (its big allocations fail at once).
     Modes: ``fwd`` (no autograd graph), ``bwd`` (backward calls on one retained
     forward graph; memory: what the backward adds), ``fwdbwd`` (fresh leaves,
     forward and backward).  Every failure is a row with nan and a reason.
@@ -53,6 +55,7 @@ from .registry import IMPLS, MODES, OPS, OpSpec, Unavailable, build_impl, cast_i
 GIB = 1024 ** 3
 STATUSES = ("ok", "oom", "too slow", "unavailable", "failed")
 COMPILING_IMPLS = ("compile", "keops")   # the first call compiles
+GRACE_S = 30.0   # probe time of a case predicted too slow (long enough to fail its big allocations)
 
 
 @dataclass(frozen=True)
@@ -403,7 +406,8 @@ def run_probe(case: Case, settings: Settings, input_checksum: str, ref_path: Opt
 # ============================================================================= rows
 
 ROW_FIELDS = (
-    "op", "impl", "mode", "n", "m", "d", "dtype", "device", "device_name", "kernel", "status", "reason", "note",
+    "op", "impl", "mode", "n", "m", "d", "dtype", "device", "device_name", "kernel", "group", "status", "reason",
+    "note",
     "median_s", "p20_s", "p80_s", "reps", "first_call_s", "compile_s", "pairs_per_s", "gflops", "model_flops",
     "model_bytes", "roofline_bound", "roofline_frac", "peak_mem_mb", "peak_total_mb", "mem_source",
     "err_abs", "err_rel", "ref", "fused_speedup", "threads", "torch", "triton", "gankernels", "git",
@@ -415,7 +419,7 @@ def make_row(case: Case, spec: OpSpec, env: Dict, ceilings: Optional[Dict], stat
     nan = float("nan")
     res = res or {}
     row: Dict[str, Any] = {k: nan for k in ROW_FIELDS}
-    row.update(asdict(case))
+    row.update(asdict(case), group="")
     row.update({k: env.get(k) for k in ("device_name", "threads", "torch", "triton", "gankernels", "git")})
     row.update(status=status, reason=reason, note=res.get("note", ""), reps=res.get("reps", 0),
                roofline_bound="", ref=ref_label if "err_rel" in res else "", mem_source=mem_source)
@@ -438,7 +442,8 @@ def make_row(case: Case, spec: OpSpec, env: Dict, ceilings: Optional[Dict], stat
 
 def add_speedups(rows: List[Dict]) -> None:
     """fused_speedup on each baseline row: its median / the fused median of the same case."""
-    key = lambda r: (r["op"], r["mode"], r["n"], r["m"], r["d"], r["dtype"], r["device"], r["kernel"])  # noqa
+    key = lambda r: (r["group"], r["op"], r["mode"], r["n"], r["m"], r["d"], r["dtype"], r["device"],  # noqa
+                     r["kernel"])
     fused = {key(r): r["median_s"] for r in rows if r["impl"] == "fused" and r["status"] == "ok"}
     for r in rows:
         f = fused.get(key(r))
@@ -470,7 +475,8 @@ def expand(group: Group) -> List[Tuple[Tuple, List[Case]]]:
 
 def reference_for(spec: OpSpec, case: Case, modes: Sequence[str], settings: Settings) -> Tuple[Optional[Tuple], str]:
     """float64 CPU (output, gradients) of the input set of ``case``, and which code made it."""
-    if spec.stochastic or spec.available() or max(case.n, case.m) > settings.check_max_n:
+    too_big = spec.pairs(case.n, case.m) > 0 and max(case.n, case.m) > settings.check_max_n  # pairwise ops
+    if spec.stochastic or spec.available() or too_big:
         return None, ""
     kernel = parse_kernel(case.kernel) if case.kernel else None
     inputs = spec.make(case.n, case.m, case.d, settings.seed, kernel)
@@ -534,13 +540,19 @@ def run_case(case: Case, spec: OpSpec, inputs, reference, ref_path, settings, en
     ref_value = reference[0] if reference else None
     if case.impl == "fused" and spec.available():
         return mk("unavailable", spec.available())
-    pred = _predict_s(rows, case, spec)
-    if pred is not None and pred > settings.time_limit_s:
-        return mk("too slow", f"too slow: predicted {pred:.0f} s > limit {settings.time_limit_s:g} s")
     isolated = settings.isolate and case.device == "cpu"
+    pred = _predict_s(rows, case, spec)
+    slow = f"too slow: predicted {pred:.0f} s > limit {settings.time_limit_s:g} s" if (
+        pred is not None and pred > settings.time_limit_s) else ""
+    if slow and not isolated:
+        return mk("too slow", slow)
     probe = None
     if isolated:
-        probe = run_probe(case, settings, checksum(inputs), ref_path, tmp)
+        # a case predicted too slow still gets a short probe: running out of memory is measured, not guessed
+        short = dataclasses.replace(settings, time_limit_s=min(settings.time_limit_s, GRACE_S)) if slow else settings
+        probe = run_probe(case, short, checksum(inputs), ref_path, tmp)
+        if slow and probe.get("status") == "too slow":
+            return mk("too slow", f"{slow} (probe stopped after {short.time_limit_s:g} s)")
         if probe.get("status") != "ok":
             return mk(probe.get("status", "failed"), probe.get("reason", ""), probe)
         if probe["call_s"] > settings.slow_s:   # slow: the probe's call is the one sample
@@ -569,15 +581,15 @@ def run(groups: Sequence[Group], settings: Settings, ceilings: Optional[Dict] = 
         command: str = "", note: str = "") -> Dict[str, Any]:
     """Runs every case of ``groups``; returns {"schema", "meta", "rows"} (see ``report``)."""
     torch.set_num_threads(settings.threads)
-    plan = [item for g in groups for item in expand(g)]
-    devices = sorted({c.device for _, cases in plan for c in cases}) or ["cpu"]
+    plan = [(g.name or f"group {k + 1}", key, cases) for k, g in enumerate(groups) for key, cases in expand(g)]
+    devices = sorted({c.device for _, _, cases in plan for c in cases}) or ["cpu"]
     env = machine.describe(devices[0], settings.threads)
-    bar = Progress(sum(len(c) for _, c in plan), progress)
+    bar = Progress(sum(len(c) for _, _, c in plan), progress)
     if ceilings is None:
         bar.say(f"measuring the roofline ceilings of {env['device_name']} ...")
         ceilings = machine.measure_ceilings(devices[0])
     bar.say(f"{env['device_name']}: fp32 GEMM {ceilings['gemm_flops'] / 1e9:.1f} GFLOP/s, "
-            f"copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, {settings.threads} threads")
+            f"copy {ceilings['copy_bytes_per_s'] / 1e9:.1f} GB/s, torch threads: {settings.threads}")
     if devices[0].startswith("cuda") and settings.mem_cap_gb:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, settings.mem_cap_gb * GIB / total))
@@ -587,7 +599,7 @@ def run(groups: Sequence[Group], settings: Settings, ceilings: Optional[Dict] = 
     old_cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(tmp, "inductor")  # probes compile cold, then this warm
     try:
-        for k, (key, cases) in enumerate(plan):
+        for k, (group, key, cases) in enumerate(plan):
             spec = OPS[cases[0].op]
             inputs = case_inputs(cases[0], settings.seed)
             reference = reference_for(spec, cases[0], [c.mode for c in cases], settings)
@@ -599,6 +611,7 @@ def run(groups: Sequence[Group], settings: Settings, ceilings: Optional[Dict] = 
                 bar.start(case)
                 row = run_case(case, spec, inputs, reference if reference[0] is not None else None, ref_path,
                                settings, env, ceilings, rows, tmp)
+                row["group"] = group
                 rows.append(row)
                 bar.finish(row)
             del inputs, reference
