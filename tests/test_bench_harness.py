@@ -165,9 +165,9 @@ def test_tiny_run_rows(tiny_run):
 
 
 def test_oom_row_under_a_tiny_memory_cap():
-    """Eager mmd2 at N = 1024 needs 4 MiB Gram blocks: under a 20 MB cap it must be an OOM row, not a crash,
+    """Eager mmd2 at N = 2048 needs 16 MiB Gram blocks: under a 20 MB cap it must be an OOM row, not a crash,
     while the fused op (O(N D) memory) runs under the same cap."""
-    group = Group(ops=["mmd2"], sizes=[1024], dims=[8], modes=["fwd"], impls=["fused", "eager"])
+    group = Group(ops=["mmd2"], sizes=[2048], dims=[8], modes=["fwd"], impls=["fused", "eager"])
     settings = Settings(threads=1, budget_s=0.01, max_reps=1, mem_cap_gb=0.02)
     rows = runner.run([group], settings, ceilings=CEILINGS, progress=False)["rows"]
     fused, eager = rows

@@ -374,6 +374,8 @@ def run_probe(case: Case, settings: Settings, input_checksum: str, ref_path: Opt
     pkg_parent = os.path.dirname(os.path.dirname(machine._PACKAGE_DIR))
     env = dict(os.environ, OMP_NUM_THREADS=str(settings.threads), MKL_NUM_THREADS=str(settings.threads),
                TORCHINDUCTOR_COMPILE_THREADS="1", PYTHONUNBUFFERED="1",
+               # glibc: large blocks always fresh mappings (no reuse of freed heap), so the cap and the peak see them
+               MALLOC_MMAP_THRESHOLD_="131072",
                PYTHONPATH=os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p))
     cmd = [sys.executable, "-c", "from gankernels.bench.runner import probe_main; probe_main()", job_path]
     with open(log_path, "w") as log:
