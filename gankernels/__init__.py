@@ -25,6 +25,7 @@ from .langevin import (
     langevin_step,
     langevin_step_,
 )
+from .pulling_away import pulling_away
 from . import nn
 
 __version__ = "0.1.0"
@@ -35,4 +36,5 @@ __all__ = [
     "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn",
     "smoothed_score", "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
     "discriminator_score",
+    "pulling_away",
 ]

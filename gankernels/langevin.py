@@ -91,7 +91,8 @@ def _count(value, name: str) -> int:
     return value
 
 
-def _check_step_args(x, drift):
+def _step_args(x, drift, step_size, temperature):
+    """Checks the arguments of a Langevin step; -> (eta, tau)."""
     if not isinstance(x, torch.Tensor) or not isinstance(drift, torch.Tensor):
         raise TypeError("x and drift must be torch.Tensors")
     if not x.is_floating_point():
@@ -102,14 +103,13 @@ def _check_step_args(x, drift):
         raise TypeError(f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}")
     if drift.device != x.device:
         raise ValueError(f"drift must be on the device of x ({x.device}), got {drift.device}")
+    return _positive(step_size, "step_size"), _positive(temperature, "temperature", allow_zero=True)
 
 
 def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """x + step_size * drift + sqrt(2 step_size temperature) * xi, one fused pass; returns a new tensor."""
-    _check_step_args(x, drift)
-    eta = _positive(step_size, "step_size")
-    tau = _positive(temperature, "temperature", allow_zero=True)
+    eta, tau = _step_args(x, drift, step_size, temperature)
     with torch.no_grad():
         return ops.langevin_step(x.detach(), drift.detach(), eta, tau, draw_seed(generator))
 
@@ -117,9 +117,7 @@ def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temper
 def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """In-place ``langevin_step``: updates and returns ``x``."""
-    _check_step_args(x, drift)
-    eta = _positive(step_size, "step_size")
-    tau = _positive(temperature, "temperature", allow_zero=True)
+    eta, tau = _step_args(x, drift, step_size, temperature)
     with torch.no_grad():
         ops.langevin_step_(x, drift.detach(), eta, tau, draw_seed(generator))
     return x

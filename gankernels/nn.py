@@ -5,8 +5,9 @@ import torch
 
 from .kernels import Kernel
 from .pairwise import mmd2
+from .pulling_away import _check_algorithm, _check_eps, pulling_away
 
-__all__ = ["MMDLoss"]
+__all__ = ["MMDLoss", "PullingAwayLoss"]
 
 
 class MMDLoss(torch.nn.Module):
@@ -30,3 +31,23 @@ class MMDLoss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel!r}, estimator={self.estimator!r}"
+
+
+class PullingAwayLoss(torch.nn.Module):
+    """``PullingAwayLoss(eps=1e-8, algorithm="auto")(s)`` = ``pulling_away(s, eps, algorithm)``.
+
+    The EBGAN pulling-away term of the codes ``s`` ``[N, D]`` (SPEC section 4), fused:
+    nothing N x N is built, and ``algorithm="auto"`` picks the Gram (O(N^2 D)) or the
+    covariance (O(N D^2)) form by shape.
+    """
+
+    def __init__(self, eps: float = 1e-8, algorithm: str = "auto"):
+        super().__init__()
+        self.eps = _check_eps(eps)
+        self.algorithm = _check_algorithm(algorithm)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return pulling_away(s, self.eps, self.algorithm)
+
+    def extra_repr(self) -> str:
+        return f"eps={self.eps!r}, algorithm={self.algorithm!r}"

@@ -20,6 +20,8 @@ What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
 * ``kernel_sum``, ``kernel_flow`` (autograd of the Gram sum w.r.t. ``x``),
   ``mmd2`` (biased V- / unbiased U-statistic), ``witness``, ``kid`` (exact, or the
   torchmetrics subset protocol): same signatures and semantics as the public API.
+* ``pulling_away(s, eps)``: the EBGAN pulling-away term (SPEC section 4) from the
+  ``[N, N]`` matrix of squared cosine similarities, diagonal removed.
 * ``eager_mmd2_gaussian(x, y, sigmas)``: the way common MMD-GAN code computes the
   biased Gaussian-mixture MMD^2 (``torch.cdist(...) ** 2``, ``exp`` per bandwidth,
   means of the XX, YY, XY blocks): the benchmark's eager baseline.
@@ -54,7 +56,7 @@ from .kernels import (
 
 __all__ = [
     "gram", "sqdist", "radial_profile", "dot_profile", "kernel_sum", "kernel_flow", "mmd2", "witness", "kid",
-    "eager_mmd2_gaussian", "smoothed_score", "eager_smoothed_score",
+    "eager_mmd2_gaussian", "smoothed_score", "eager_smoothed_score", "pulling_away",
 ]
 
 # Largest number of elements of one [rows, M, D] block of differences.
@@ -274,3 +276,18 @@ def eager_smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float,
         logits = logits + torch.log(weights)[None, :]
     p = torch.softmax(logits, dim=1)
     return (p @ y - x) / (sigma * sigma)
+
+
+def pulling_away(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """EBGAN pulling-away term: mean over i != j of (sh_i . sh_j)^2, sh_i = s_i / max(|s_i|, eps).
+
+    Materialises the ``[N, N]`` matrix of squared cosine similarities and drops its
+    diagonal (a mean, not a sum, so that float16 does not overflow).  Differentiable by
+    autograd; a zero row gets gradient 0 (the norm's gradient is 0 there and
+    ``clamp_min`` passes none below eps).
+    """
+    n = s.shape[0]
+    if n < 2:
+        raise ValueError(f"pulling_away needs N >= 2, got N = {n}")
+    sh = s / torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(eps)
+    return _offdiag_mean((sh @ sh.T) ** 2)

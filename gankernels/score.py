@@ -117,3 +117,15 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     w = _check_weights(weights, y)
     score, _ = ops.smoothed_score(x, y, w, sigma)
     return score
+
+
+def _register_cuda():
+    """CUDA kernels (Triton) of the score and Langevin ops, whose schemas csrc/score.cpp defines."""
+    try:
+        from . import triton_score
+    except ImportError:  # triton missing: CPU only
+        return
+    triton_score.register_cuda_kernels()
+
+
+_register_cuda()
