@@ -8,8 +8,8 @@ after one warm-up call (a call slower than the per-case budget is timed once,
 cold), the speedup, and the largest absolute difference between the two
 implementations' values (and, for fwd+bwd, of the gradients w.r.t. x and y,
 relative to the largest gradient entry).  About 30-60 s on 2 cores.
-The full benchmark, with torch.compile, KeOps, memory and a float64
-reference, is ``python -m bench.bench_mmd``.
+The full benchmark of every op, with torch.compile, KeOps, memory, a
+roofline and a float64 reference, is ``gankernels bench`` (``--help``).
 """
 from __future__ import annotations
 
@@ -20,12 +20,24 @@ import torch
 
 import gankernels as gk
 
-from .common import SIGMAS, adaptive_reps, cpu_model, eager_mmd2, fmt_time, make_inputs, percentile
+from gankernels.bench.machine import cpu_model, percentile
+from gankernels.bench.registry import make_pair as make_inputs
+from gankernels.reference import eager_mmd2_gaussian as eager_mmd2
 
+SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 SIZES = (1024, 4096)
 DIM = 64
 BUDGET_S = 3.0   # timed seconds per case after the warm-up
 MAX_REPS = 7
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e3:.1f} ms" if s < 1.0 else f"{s:.2f} s"
+
+
+def adaptive_reps(first_s: float, budget_s: float, max_reps: int) -> int:
+    """How many timed repeats fit in ``budget_s`` after a warm-up call that took ``first_s``."""
+    return int(max(1, min(max_reps, budget_s // max(first_s, 1e-9))))
 
 
 def _run(fn, x, y, mode):
@@ -83,7 +95,7 @@ def main(argv=None) -> None:
             label = "fwd" if mode == "fwd" else "fwd+bwd"
             print(f"{n:>6} {label:>7} | {fmt_time(tf):>10} {nf:>2} | {fmt_time(te):>10} {ne:>2} | "
                   f"{te / tf:7.1f}x | {abs(vf - ve):9.2e} | {dgrad}", flush=True)
-    print(f"\ntotal {time.perf_counter() - t_start:.0f} s.  Full benchmark: python -m bench.bench_mmd --help")
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s.  Full benchmark: gankernels bench --help")
 
 
 if __name__ == "__main__":

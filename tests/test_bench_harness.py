@@ -1,0 +1,261 @@
+"""The benchmark harness itself (gankernels.bench): flop model, tables, the OOM row, JSON, CSV, plot, CLI.
+
+Speed is not tested here (that is what the benchmark is for).  Runs are tiny:
+N <= 128 in process (memory measured in process), plus two isolated probes under a 20 MB memory cap (the
+out-of-memory path) and one probe past a 0.5 s time limit (the too-slow path).
+The roofline ceilings are fixed numbers instead of a measurement.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+from gankernels.bench import cli, machine, registry, report, runner
+from gankernels.bench.registry import OPS
+from gankernels.bench.runner import ROW_FIELDS, STATUSES, Case, Group, Settings
+
+CEILINGS = {"gemm_flops": 100e9, "copy_bytes_per_s": 10e9, "gemm_n": 2048, "copy_elems": 1 << 26}
+ENV = {"device_name": "test CPU", "threads": 1, "torch": torch.__version__, "triton": None, "gankernels": "0",
+       "git": "abc"}
+
+
+# ----------------------------------------------------------------------------- flop model
+
+def test_pairs_count_the_distinct_pairs_of_the_math():
+    n, m = 5, 3
+    xx = len(list(itertools.combinations(range(n), 2)))
+    yy = len(list(itertools.combinations(range(m), 2)))
+    assert OPS["mmd2"].pairs(n, m) == xx + yy + n * m == 28
+    assert OPS["kid"].pairs(n, m) == 28
+    assert OPS["kernel_sum"].pairs(n, m) == OPS["kernel_flow"].pairs(n, m) == OPS["smoothed_score"].pairs(n, m) == 15
+    assert OPS["witness"].pairs(n, m) == 30  # z against x and against y
+    assert OPS["kernel_langevin"].pairs(n, m) == registry.CHAIN_STEPS * 15
+    assert OPS["langevin_step"].pairs(n, m) == 0
+
+
+@pytest.mark.parametrize("op", list(OPS))
+def test_flop_model_per_mode(op):
+    spec = OPS[op]
+    n, m, d = 7, 5, 3
+    fwd, bwd = spec.flops(n, m, d)
+    assert fwd > 0
+    assert (bwd > 0) == bool(spec.grads)
+    assert spec.model_flops(n, m, d, "fwd") == fwd
+    assert spec.model_flops(n, m, d, "bwd") == bwd
+    assert spec.model_flops(n, m, d, "fwdbwd") == fwd + bwd
+    assert set(spec.modes()) == ({"fwd", "bwd", "fwdbwd"} if spec.grads else {"fwd"})
+
+
+def test_flop_model_values():
+    assert OPS["mmd2"].model_flops(5, 3, 4, "fwd") == 2 * 4 * 28
+    assert OPS["mmd2"].model_flops(5, 3, 4, "fwdbwd") == 6 * 4 * 28
+    assert OPS["kernel_flow"].model_flops(5, 3, 4, "fwd") == 4 * 4 * 15
+    assert OPS["langevin_step"].model_flops(10, 10, 3, "fwd") == 4 * 30
+    # pulling_away: the cheaper of the Gram (N^2 D) and covariance (N D^2) forms
+    assert OPS["pulling_away"].model_flops(100, 100, 8, "fwd") == 2 * 100 * 8 * 8
+    assert OPS["pulling_away"].model_flops(8, 8, 100, "fwd") == 2 * 8 * 100 * 8
+
+
+def test_roofline_bound_and_fraction():
+    t, bound = machine.roofline(1e9, 1e6, CEILINGS)
+    assert bound == "compute" and t == pytest.approx(1e9 / 100e9)
+    t, bound = machine.roofline(1e6, 1e9, CEILINGS)
+    assert bound == "memory" and t == pytest.approx(1e9 / 10e9)
+    case = Case("mmd2", "fused", "fwd", 1000, 1000, 64)
+    row = runner.make_row(case, OPS["mmd2"], ENV, CEILINGS, "ok",
+                          res={"median_s": 0.5, "p20_s": 0.4, "p80_s": 0.6, "reps": 3, "io_bytes": 1e6})
+    flops = OPS["mmd2"].model_flops(1000, 1000, 64, "fwd")
+    assert row["model_flops"] == flops
+    assert row["gflops"] == pytest.approx(flops / 0.5 / 1e9)
+    assert row["pairs_per_s"] == pytest.approx(OPS["mmd2"].pairs(1000, 1000) / 0.5)
+    assert row["roofline_bound"] == "compute"
+    assert row["roofline_frac"] == pytest.approx(flops / 100e9 / 0.5)
+
+
+def test_errors_and_nan():
+    ref = (torch.tensor(2.0, dtype=torch.float64), (torch.tensor([1.0, -4.0], dtype=torch.float64),))
+    got = (torch.tensor(2.5), (torch.tensor([1.0, -3.0]),))
+    assert runner.errors(got, ref, "fwd") == {"err_abs": 0.5, "err_rel": 0.25}
+    assert runner.errors(got, ref, "bwd") == {"err_abs": 1.0, "err_rel": 0.25}
+    assert runner.errors(got, ref, "fwdbwd")["err_abs"] == 1.0
+    nan = (torch.tensor(float("nan")), ())
+    assert math.isnan(runner.errors(nan, ref, "fwd")["err_rel"])
+
+
+def test_too_slow_prediction_from_a_smaller_size():
+    spec = OPS["mmd2"]
+    prior = runner.make_row(Case("mmd2", "eager", "fwd", 1000, 1000, 8), spec, ENV, CEILINGS, "ok",
+                            res={"median_s": 2.0, "io_bytes": 1.0})
+    case = Case("mmd2", "eager", "fwd", 4000, 4000, 8)
+    pred = runner._predict_s([prior], case, spec)
+    assert pred == pytest.approx(2.0 * spec.pairs(4000, 4000) / spec.pairs(1000, 1000))
+    row = runner.run_case(case, spec, {}, None, None, Settings(time_limit_s=10.0, isolate=False), ENV, CEILINGS,
+                          [prior], "/tmp")
+    assert row["status"] == "too slow" and "predicted" in row["reason"] and math.isnan(row["median_s"])
+
+
+# ----------------------------------------------------------------------------- tables
+
+def _rows():
+    spec = OPS["mmd2"]
+    mk = lambda impl, status, res=None, reason="": runner.make_row(  # noqa: E731
+        Case("mmd2", impl, "fwd", 4096, 4096, 64, kernel="Gaussian(sigmas=(1.0,))"), spec, ENV, CEILINGS, status,
+        reason, res)
+    res = lambda t, mb: {"median_s": t, "p20_s": t * 0.9, "p80_s": t * 1.1, "reps": 5, "peak_mem_mb": mb,  # noqa
+                         "io_bytes": 1e6, "err_rel": 1e-7, "err_abs": 1e-9}
+    rows = [mk("fused", "ok", res(0.1, 2.0)), mk("eager", "ok", res(0.4, 700.0)),
+            mk("keops", "oom", reason="out of memory (cap 1 GB): an allocation of 64 MiB failed"),
+            mk("compile", "too slow", reason="too slow: killed after 5 s")]
+    runner.add_speedups(rows)
+    return rows
+
+
+def test_table_formatting():
+    rows = _rows()
+    head, body = report.main_table(rows)
+    assert head[:5] == ["op", "mode", "N", "M", "D"] and "kernel" not in head  # constant: in the header
+    eager = body[1]
+    assert eager[head.index("impl")] == "eager"
+    assert eager[head.index("fused speedup")] == "4.0×"
+    assert eager[head.index("median ms")] == "400"
+    assert eager[head.index("p20–p80 ms")] == "360–440"
+    assert body[0][head.index("roofline")].endswith("compute")
+    oom = body[2]
+    assert oom[head.index("median ms")] == "nan" and oom[head.index("note")].startswith("out of memory")
+    text = report.format_text(head, body)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(rows)
+    col = lines[0].index("median ms")  # right-aligned numbers end where the header ends
+    assert all(ln[col + len("median ms") - 1] != " " for ln in lines[2:])
+    md = report.format_markdown(head, body).splitlines()
+    assert md[1].count("|") == md[0].count("|") == len(head) + 1
+    shead, sbody = report.summary_table(rows)
+    assert shead[shead.index("vs eager")] and len(sbody) == 1
+    assert sbody[0][shead.index("vs eager")] == "4.0×"
+    assert sbody[0][shead.index("vs keops")] == "OOM"
+    assert sbody[0][shead.index("vs compile")] == "too slow"
+    assert any("kernel: Gaussian" in ln for ln in report.header_lines(
+        {"meta": dict(ENV, device="cpu", simd="avx2", logical_cpus=2, cpu_mhz=None, pykeops=None, geomloss=None,
+                      torchmetrics=None, ceilings=CEILINGS), "rows": rows}))
+
+
+# ----------------------------------------------------------------------------- runs
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    group = Group(ops=["mmd2"], sizes=[32, 64, 128], dims=[4], modes=["fwd", "fwdbwd"], impls=["fused", "eager"])
+    settings = Settings(threads=1, budget_s=0.01, max_reps=2, isolate=False)
+    return runner.run([group], settings, ceilings=CEILINGS, progress=False, command="test")
+
+
+def test_tiny_run_rows(tiny_run):
+    rows = tiny_run["rows"]
+    assert len(rows) == 3 * 2 * 2
+    for r in rows:
+        assert r["status"] == "ok", r["reason"]
+        assert r["p20_s"] <= r["median_s"] <= r["p80_s"]
+        assert r["err_rel"] < 1e-4 and r["ref"] == "eager float64"
+        assert r["peak_mem_mb"] >= 0 and r["gflops"] > 0
+    assert all(math.isfinite(r["fused_speedup"]) for r in rows if r["impl"] == "eager")
+
+
+def test_oom_row_under_a_tiny_memory_cap():
+    """Eager mmd2 at N = 2048 needs 16 MiB Gram blocks: under a 20 MB cap it must be an OOM row, not a crash,
+    while the fused op (O(N D) memory) runs under the same cap."""
+    group = Group(ops=["mmd2"], sizes=[2048], dims=[8], modes=["fwd"], impls=["fused", "eager"])
+    settings = Settings(threads=1, budget_s=0.01, max_reps=1, mem_cap_gb=0.02)
+    rows = runner.run([group], settings, ceilings=CEILINGS, progress=False)["rows"]
+    fused, eager = rows
+    assert fused["status"] == "ok", fused
+    assert fused["mem_source"] == "isolated process" and 0 <= fused["peak_mem_mb"] < 20, fused
+    assert eager["status"] == "oom" and eager["reason"].startswith("out of memory (cap 0.02 GB)"), eager
+    assert math.isnan(eager["median_s"]) and math.isnan(eager["peak_mem_mb"])
+    assert report.summary_table(rows)[1][0][report.summary_table(rows)[0].index("vs eager")] == "OOM"
+
+
+def test_too_slow_row_when_the_probe_runs_past_the_limit():
+    group = Group(ops=["kernel_sum"], sizes=[64], dims=[2], modes=["fwd"], impls=["eager"])
+    row = runner.run([group], Settings(threads=1, time_limit_s=0.5), ceilings=CEILINGS, progress=False)["rows"][0]
+    assert row["status"] == "too slow" and row["reason"] == "too slow: killed after 0.5 s"
+
+
+def test_json_schema(tiny_run, tmp_path):
+    path = tmp_path / "r.json"
+    report.write_json(tiny_run, str(path))
+    data = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert data["schema"] == runner.SCHEMA == "gankernels-bench/1"
+    meta = data["meta"]
+    for k in ("device_name", "threads", "torch", "triton", "gankernels", "git", "ceilings", "settings", "date"):
+        assert k in meta
+    assert meta["ceilings"]["gemm_flops"] == CEILINGS["gemm_flops"]
+    for r in data["rows"]:
+        assert set(r) == set(ROW_FIELDS)
+        assert r["status"] in STATUSES and r["op"] in OPS and r["mode"] in registry.MODES
+        assert isinstance(r["n"], int) and isinstance(r["d"], int)
+        for k in ("median_s", "p20_s", "p80_s", "gflops", "peak_mem_mb", "err_rel", "fused_speedup"):
+            assert r[k] is None or isinstance(r[k], float)
+    back = report.read_json(str(path))
+    assert [r["median_s"] for r in back["rows"]] == [r["median_s"] for r in tiny_run["rows"]]
+    assert math.isnan(back["rows"][0]["fused_speedup"])  # null -> nan on the fused row
+
+
+def test_csv(tiny_run, tmp_path):
+    path = tmp_path / "r.csv"
+    report.write_csv(tiny_run, str(path))
+    with open(path, newline="") as f:
+        lines = list(csv.reader(f))
+    assert lines[0] == list(ROW_FIELDS)
+    assert len(lines) == 1 + len(tiny_run["rows"])
+    i = lines[0].index("median_s")
+    assert [float(ln[i]) for ln in lines[1:]] == [r["median_s"] for r in tiny_run["rows"]]
+    assert lines[1][lines[0].index("fused_speedup")] == "nan"
+
+
+def test_plot_is_written(tiny_run, tmp_path):
+    rows = [dict(r) for r in tiny_run["rows"]]
+    last = max((r for r in rows if r["impl"] == "eager"), key=lambda r: r["n"])
+    last.update(status="oom", median_s=float("nan"), peak_mem_mb=float("nan"), reason="out of memory")
+    path = tmp_path / "scaling.png"
+    assert report.plot(dict(tiny_run, rows=rows), str(path)) == 2  # fwd, fwd+bwd
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_writes_every_output(tmp_path, monkeypatch, capsys):
+    from gankernels.__main__ import main
+    monkeypatch.setattr(machine, "measure_ceilings", lambda *a, **k: CEILINGS)
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# results\n\n## other section\n\nkept\n")
+    files = {k: str(tmp_path / f"out.{k}") for k in ("json", "csv", "png")}
+    rc = main(["bench", "--ops", "kernel_sum", "--sizes", "16,32,48", "--dims", "2", "--modes", "fwd",
+               "--impls", "fused,eager", "--no-isolate", "--budget-s", "0.01", "--threads", "1", "--quiet",
+               "--json", files["json"], "--csv", files["csv"], "--plot", files["png"], "--md", str(md)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "fused speedup" in out and "kernel_sum" in out
+    text = md.read_text()
+    assert "## other section\n\nkept" in text and "## CPU: gankernels bench" in text and "out.png" in text
+    assert len(json.load(open(files["json"]))["rows"]) == 6
+
+
+def test_cli_presets_and_bad_arguments():
+    parser = cli.build_parser()
+    sweep = cli.groups_from_args(parser.parse_args(["--sweep", "--dims", "2"]))
+    assert len(sweep) == 1 and sweep[0].sizes[0] == 1024 and sweep[0].sizes[-1] == 131072
+    assert sweep[0].dims == [2] and sweep[0].ops == ["mmd2"]
+    assert [g.name for g in cli.groups_from_args(parser.parse_args(["--results"]))] == \
+        ["table", "langevin_step", "sweep"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--ops", "mmd3"])
+    with pytest.raises(ValueError, match="kernels"):
+        registry.parse_kernel("Gaussian(sigmas=-1)")
+    with pytest.raises(ValueError, match="kernels"):
+        registry.parse_kernel("__import__('os')")
+    assert registry.parse_kernel("laplacian") == registry.parse_kernel("Laplacian()")
