@@ -146,7 +146,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    from .common import cpu_model, git_revision, logical_cpus
+    from gankernels.bench.machine import cpu_model, git_revision, logical_cpus
 
     started = time.time()
     rows = []

@@ -59,7 +59,15 @@ import time
 from typing import Dict, List, Optional
 
 from .bench_mmd import _child_gemm, _f, _ms, _set_memory_limit, _write_json, theoretical_peak_gflops
-from .common import REPO, checksum, cpu_mhz, cpu_model, git_revision, logical_cpus, percentile, simd_summary
+from gankernels.bench.machine import cpu_mhz, cpu_model, git_revision, logical_cpus, percentile, simd_summary
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def checksum(s: torch.Tensor) -> str:
+    """A short fingerprint of the codes (separate processes must have used the same inputs)."""
+    t = s.double()
+    return f"{float(t.sum()) + 0.5 * float((t * t).sum()):.10e}"
 
 IMPLS = ("eager", "compile", "gram", "covariance")
 MODES = ("fwd", "fwdbwd")
