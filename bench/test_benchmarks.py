@@ -30,12 +30,23 @@ CASES = [  # op, mode, N = M, D
     ("kid", "fwd", 2048, 64),
     ("smoothed_score", "fwd", 2048, 64),
     ("langevin_step", "fwd", 1 << 18, 16),
+    ("pulling_away", "fwdbwd", 4096, 64),
 ]
+PA_ALGORITHMS = ("pulling_away", "fwdbwd", 2048, 256)   # the two exact algorithms side by side
 
 
 @pytest.mark.parametrize("impl", ["fused", "eager"])
 @pytest.mark.parametrize("op,mode,n,d", CASES, ids=[f"{o}-{m}-N{n}-D{d}" for o, m, n, d in CASES])
 def test_op(benchmark, op, mode, n, d, impl):
+    _bench(benchmark, op, mode, n, d, impl)
+
+
+@pytest.mark.parametrize("impl", ["fused-gram", "fused-covariance"])
+def test_pulling_away_algorithm(benchmark, impl):
+    _bench(benchmark, *PA_ALGORITHMS, impl)
+
+
+def _bench(benchmark, op, mode, n, d, impl):
     spec = OPS[op]
     case = Case(op, impl, mode, n, n, d, kernel=DEFAULT_KERNEL if spec.kernel else "")
     inputs = case_inputs(case, seed=0)
