@@ -53,4 +53,4 @@ def _bench(benchmark, op, mode, n, d, impl):
     call = make_call(build_impl(spec, impl, inputs), inputs, mode, spec.grads)
     benchmark.group = f"{op} {mode} N={n} D={d}"
     benchmark.extra_info.update(asdict(case), model_flops=spec.model_flops(n, n, d, mode))
-    benchmark.pedantic(call, warmup_rounds=1, rounds=5 if impl == "fused" else 3, iterations=1)
+    benchmark.pedantic(call, warmup_rounds=1, rounds=5 if impl.startswith("fused") else 3, iterations=1)

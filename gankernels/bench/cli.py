@@ -59,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     what = ap.add_argument_group("what to run (default: every op at N = M = 4096, D = 64, fwd and fwd+bwd)")
     what.add_argument("--sweep", action="store_const", dest="preset", const="sweep", help="the mmd2 scaling sweep")
     what.add_argument("--results", action="store_const", dest="preset", const="results",
-                      help="the cases of bench/RESULTS.md (every op, then the sweep)")
+                      help="the cases of bench/RESULTS.md (every op, pulling_away at N = 32768, "
+                           "then the sweep)")
     what.add_argument("--ops", type=_names(list(OPS), "op"), help=f"comma list or 'all': {','.join(OPS)}")
-    what.add_argument("--impls", "--impl", type=_names(IMPLS, "implementation"), help=f"comma list: {','.join(IMPLS)}")
+    what.add_argument("--impls", "--impl", type=_names(IMPLS, "implementation"),
+                      help=f"comma list: {','.join(IMPLS)} (fused-gram, fused-covariance: pulling_away "
+                           "with that algorithm forced)")
     what.add_argument("--modes", type=_names(MODES, "mode"), help="comma list: fwd,bwd,fwdbwd")
     what.add_argument("--sizes", type=_ints, help="N values, comma separated")
     what.add_argument("--m", dest="ms", type=_ints, help="M values (default M = N)")
