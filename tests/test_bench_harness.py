@@ -324,7 +324,12 @@ def test_memory_model_gives_an_oom_row_without_running(monkeypatch):
 
 def test_bench_pulling_away_wrapper(tmp_path, monkeypatch, capsys):
     """bench/bench_pulling_away.py: the issue-4 cases by default, user options win, --md writes its own section."""
-    from bench import bench_pulling_away as wrapper
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "bench" / "bench_pulling_away.py"
+    spec = importlib.util.spec_from_file_location("bench_pulling_away", path)
+    wrapper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wrapper)   # not as __main__: defines ISSUE4 / SECTION, runs nothing
     parser = cli.build_parser()
     (g,) = cli.groups_from_args(parser.parse_args(wrapper.ISSUE4))
     assert (g.ops, g.sizes, g.dims, g.modes) == (["pulling_away"], [1024, 8192, 32768], [64, 256], ["fwd", "fwdbwd"])
