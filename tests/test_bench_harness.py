@@ -250,8 +250,12 @@ def test_cli_presets_and_bad_arguments():
     sweep = cli.groups_from_args(parser.parse_args(["--sweep", "--dims", "2"]))
     assert len(sweep) == 1 and sweep[0].sizes[0] == 1024 and sweep[0].sizes[-1] == 131072
     assert sweep[0].dims == [2] and sweep[0].ops == ["mmd2"]
-    assert [g.name for g in cli.groups_from_args(parser.parse_args(["--results"]))] == \
-        ["table", "langevin_step", "sweep"]
+    results = cli.groups_from_args(parser.parse_args(["--results"]))
+    assert [g.name for g in results] == ["table", "langevin_step", "pulling_away", "sweep"]
+    assert not any(i.startswith("fused-") for i in results[0].impls)  # the algorithm impls: own group only
+    pa = results[2]
+    assert (pa.ops, pa.sizes, pa.dims, pa.modes) == (["pulling_away"], [32768], [256], ["fwdbwd"])
+    assert {"fused", "fused-gram", "eager"} <= set(pa.impls)
     with pytest.raises(SystemExit):
         parser.parse_args(["--ops", "mmd3"])
     with pytest.raises(ValueError, match="kernels"):
@@ -259,3 +263,84 @@ def test_cli_presets_and_bad_arguments():
     with pytest.raises(ValueError, match="kernels"):
         registry.parse_kernel("__import__('os')")
     assert registry.parse_kernel("laplacian") == registry.parse_kernel("Laplacian()")
+
+
+# ----------------------------------------------------------------------------- pulling_away algorithms
+
+def test_pulling_away_algorithm_impls_force_the_algorithm(monkeypatch):
+    import gankernels as gk
+    seen = []
+    real = gk.pulling_away
+
+    def spy(s, eps=1e-8, algorithm="auto"):
+        seen.append(algorithm)
+        return real(s, eps, algorithm)
+    monkeypatch.setattr(registry.gk, "pulling_away", spy)
+    spec = OPS["pulling_away"]
+    assert spec.impls() == ("fused", "eager", "compile", "fused-gram", "fused-covariance")
+    inputs = runner.case_inputs(Case("pulling_away", "fused", "fwd", 16, 16, 3), seed=0)
+    for impl in ("fused", "fused-gram", "fused-covariance"):
+        registry.build_impl(spec, impl, inputs)(inputs)
+    assert seen == ["auto", "gram", "covariance"]
+    with pytest.raises(registry.Unavailable):
+        registry.build_impl(OPS["mmd2"], "fused-gram", inputs)
+
+
+def test_pulling_away_both_algorithms_run_against_the_reference():
+    """Both exact algorithms on the same inputs, where auto picks covariance (D = 4) and gram (D = 48)."""
+    group = Group(ops=["pulling_away"], sizes=[64], dims=[4, 48], modes=["fwd", "fwdbwd"],
+                  impls=["fused", "fused-gram", "fused-covariance"])
+    rows = runner.run([group], Settings(threads=1, budget_s=0.01, max_reps=1, isolate=False), ceilings=CEILINGS,
+                      progress=False)["rows"]
+    assert len(rows) == 2 * 2 * 3
+    for r in rows:
+        assert r["status"] == "ok", r["reason"]
+        assert r["err_rel"] < 1e-5 and r["ref"] == "eager float64"
+    assert all(math.isfinite(r["fused_speedup"]) for r in rows if r["impl"] != "fused")
+    head, body = report.summary_table(rows)
+    assert "vs fused-gram" in head and "vs fused-covariance" in head and len(body) == 4
+
+
+def test_memory_model_gives_an_oom_row_without_running(monkeypatch):
+    """Eager pulling_away fwd+bwd at N = 32768 holds ~6 N x N float32 matrices (~24 GB): over a 16 GB cap it is
+    an OOM row decided before any process or call (each of its allocations alone would fit under the cap)."""
+    spec = OPS["pulling_away"]
+    n = 32768
+    assert spec.mem_estimate("eager", "fwdbwd", n, n, 4) == 6 * n * n * 4
+    assert spec.mem_estimate("eager", "bwd", n, n, 4) == 6 * n * n * 4
+    assert spec.mem_estimate("compile", "fwdbwd", n, n, 4) < 16 * runner.GIB  # runs (measured ~8.7 GB)
+    assert spec.mem_estimate("fused", "fwdbwd", n, n, 4) == spec.mem_estimate("fused-gram", "fwd", n, n, 4) == 0
+    assert OPS["mmd2"].mem_estimate("eager", "fwd", n, n, 4) == 0   # no model: the cap itself decides
+
+    def must_not_run(*a, **k):
+        raise AssertionError("a case over the memory model's cap was run")
+    monkeypatch.setattr(runner, "run_probe", must_not_run)
+    monkeypatch.setattr(runner, "execute", must_not_run)
+    case = Case("pulling_away", "eager", "fwdbwd", n, n, 256)
+    row = runner.run_case(case, spec, {}, None, None, Settings(mem_cap_gb=16.0), ENV, CEILINGS, [], "/tmp")
+    assert row["status"] == "oom" and math.isnan(row["median_s"]) and math.isnan(row["peak_mem_mb"])
+    assert row["reason"].startswith("out of memory (cap 16 GB): not run") and "24.0 GB" in row["reason"]
+
+
+def test_bench_pulling_away_wrapper(tmp_path, monkeypatch, capsys):
+    """bench/bench_pulling_away.py: the issue-4 cases by default, user options win, --md writes its own section."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "bench" / "bench_pulling_away.py"
+    spec = importlib.util.spec_from_file_location("bench_pulling_away", path)
+    wrapper = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wrapper)   # not as __main__: defines ISSUE4 / SECTION, runs nothing
+    parser = cli.build_parser()
+    (g,) = cli.groups_from_args(parser.parse_args(wrapper.ISSUE4))
+    assert (g.ops, g.sizes, g.dims, g.modes) == (["pulling_away"], [1024, 8192, 32768], [64, 256], ["fwd", "fwdbwd"])
+    assert {"fused-gram", "fused-covariance", "eager", "compile"} <= set(g.impls)
+    monkeypatch.setattr(machine, "measure_ceilings", lambda *a, **k: CEILINGS)
+    md = tmp_path / "RESULTS.md"
+    md.write_text(f"# results\n\n{wrapper.SECTION}\n\nold numbers\n\n## other section\n\nkept\n")
+    assert cli.main(wrapper.ISSUE4 + ["--sizes", "32", "--dims", "4", "--impls", "fused,fused-gram,eager",
+                                      "--no-isolate", "--budget-s", "0.01", "--threads", "1", "--quiet",
+                                      "--md", str(md)]) == 0
+    text = md.read_text()
+    assert text.count("\n" + wrapper.SECTION + "\n") == 1 and "old numbers" not in text
+    assert "## other section\n\nkept" in text
+    assert "| pulling_away | fwd+bwd | 32 |" in text and "vs fused-gram" in text

@@ -6,8 +6,9 @@
     python -m gankernels.bench ...                     # the same
 
 Modules: ``registry`` (one entry per op: inputs, fused / eager / compile / KeOps /
-torchmetrics calls, flop model), ``runner`` (timing, isolated peak memory,
-out-of-memory and too-slow rows), ``machine`` (hardware, roofline ceilings),
+torchmetrics calls, pulling_away's gram / covariance algorithms, flop and memory
+models), ``runner`` (timing, isolated peak memory, out-of-memory and too-slow
+rows), ``machine`` (hardware, roofline ceilings),
 ``report`` (terminal table, JSON, CSV, markdown, plot), ``cli``.
 """
 from .cli import main

@@ -7,7 +7,9 @@ Without a preset one block of cases is run: --ops x --sizes x --dims x --modes x
                fused / eager / compile / KeOps under a 16 GB cap: where
                each implementation stops (out of memory, too slow);
 ``--results``  what bench/RESULTS.md shows: every op at N = M = 4,096, D = 64, fwd
-               and fwd+bwd, langevin_step on 2^20 x 16 elements, then the sweep.
+               and fwd+bwd, langevin_step on 2^20 x 16 elements, pulling_away fwd+bwd
+               at N = 32,768, D = 256 (auto = covariance, gram, eager, compile), then
+               the sweep.
 
 Options given with a preset replace that field in every block of the preset.
 """
@@ -25,11 +27,15 @@ from .registry import IMPLS, MODES, OPS
 SWEEP = runner.Group(ops=["mmd2"], sizes=[1024 << k for k in range(8)], dims=[64], modes=["fwd"],
                      impls=["fused", "eager", "compile", "keops"], name="sweep")
 TABLE = runner.Group(ops=[o for o in OPS if o != "langevin_step"], sizes=[4096], dims=[64],
-                     modes=["fwd", "fwdbwd"], name="table")
+                     modes=["fwd", "fwdbwd"], impls=[i for i in IMPLS if not i.startswith("fused-")], name="table")
 STEP = runner.Group(ops=["langevin_step"], sizes=[1 << 20], dims=[16], modes=["fwd"], name="langevin_step")
+# eager: over the cap by the memory model (~24 GB), not run; compile ~30 s and ~9 GB, gram ~20 s (2 cores)
+PULLING_AWAY = runner.Group(ops=["pulling_away"], sizes=[32768], dims=[256], modes=["fwdbwd"],
+                            impls=["fused", "fused-gram", "eager", "compile"], name="pulling_away")
 PRESETS = {
     "sweep": ([SWEEP], "mmd2 scaling sweep (gankernels bench --sweep)"),
-    "results": ([TABLE, STEP, SWEEP], "every op and the mmd2 scaling sweep (gankernels bench --results)"),
+    "results": ([TABLE, STEP, PULLING_AWAY, SWEEP],
+                "every op and the mmd2 scaling sweep (gankernels bench --results)"),
 }
 
 
@@ -53,9 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     what = ap.add_argument_group("what to run (default: every op at N = M = 4096, D = 64, fwd and fwd+bwd)")
     what.add_argument("--sweep", action="store_const", dest="preset", const="sweep", help="the mmd2 scaling sweep")
     what.add_argument("--results", action="store_const", dest="preset", const="results",
-                      help="the cases of bench/RESULTS.md (every op, then the sweep)")
+                      help="the cases of bench/RESULTS.md (every op, pulling_away at N = 32768, "
+                           "then the sweep)")
     what.add_argument("--ops", type=_names(list(OPS), "op"), help=f"comma list or 'all': {','.join(OPS)}")
-    what.add_argument("--impls", "--impl", type=_names(IMPLS, "implementation"), help=f"comma list: {','.join(IMPLS)}")
+    what.add_argument("--impls", "--impl", type=_names(IMPLS, "implementation"),
+                      help=f"comma list: {','.join(IMPLS)} (fused-gram, fused-covariance: pulling_away "
+                           "with that algorithm forced)")
     what.add_argument("--modes", type=_names(MODES, "mode"), help="comma list: fwd,bwd,fwdbwd")
     what.add_argument("--sizes", type=_ints, help="N values, comma separated")
     what.add_argument("--m", dest="ms", type=_ints, help="M values (default M = N)")

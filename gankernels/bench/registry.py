@@ -16,7 +16,10 @@ and the op's flop model.  Implementations:
 * ``geomloss``     ``geomloss.SamplesLoss("gaussian")`` summed over the bandwidths
                    (mmd2 with a Gaussian kernel), when geomloss is installed;
 * ``torchmetrics`` ``KernelInceptionDistance`` on identity features, one subset of
-                   all samples (= the exact KID when N = M), for ``kid``.
+                   all samples (= the exact KID when N = M), for ``kid``;
+* ``fused-gram``, ``fused-covariance``  ``pulling_away`` only: the fused op with that
+                   exact algorithm forced (``fused`` is ``algorithm="auto"``, which picks
+                   covariance when 2 D <= N), so the two algorithms compare on the same inputs.
 
 Flop model (``OpSpec.flops``; model flops, the same for every implementation, so
 GFLOP/s compares implementations): pairwise ops count the kernel evaluations the
@@ -28,7 +31,14 @@ flow-type ops (kernel_flow, smoothed_score, the Langevin chains) add 2 D forward
 the other O(1)-per-pair work are not counted: at small D the ops are bound by
 them, not by the roofline ceilings.  ``langevin_step`` counts 4 flops per element
 and is memory bound; ``pulling_away`` counts 2 N D min(N, D) (the cheaper of the
-Gram and the covariance forms), twice that backward.
+Gram and the covariance forms), twice that backward -- for every implementation, so
+the GFLOP/s of ``fused-gram`` and of the eager Gram formula are "useful" flops.
+
+Memory model (``OpSpec.dense_temps``, optional): for implementations that materialise
+N x M matrices, how many of them (in the benchmark's dtype) are alive at the peak; a
+case whose estimate exceeds the memory cap is an ``oom`` row without being run (its
+allocations would fit one at a time, so the cap alone would stop it only after
+filling most of the machine's memory).
 """
 from __future__ import annotations
 
@@ -42,7 +52,7 @@ import gankernels as gk
 from gankernels import kernels as K
 from gankernels import reference as ref
 
-IMPLS = ("fused", "eager", "compile", "keops", "geomloss", "torchmetrics")
+IMPLS = ("fused", "eager", "compile", "keops", "geomloss", "torchmetrics", "fused-gram", "fused-covariance")
 MODES = ("fwd", "bwd", "fwdbwd")
 CHAIN_STEPS = 10          # steps of the kernel_langevin / kde_langevin chains
 DEFAULT_KERNEL = "Gaussian(sigmas=(1.0, 2.0, 4.0, 8.0, 16.0))"
@@ -307,6 +317,7 @@ class OpSpec:
     stochastic: bool = False                      # no error check possible
     available: Callable[[], str] = lambda: ""     # '' or why the fused op is missing
     same_m: bool = False                          # M is not a free size (elementwise / one point set)
+    dense_temps: Optional[Dict[Tuple[str, str], float]] = None  # (impl, mode) -> N x M matrices at the peak
 
     def modes(self):
         return MODES if self.grads else ("fwd",)
@@ -318,6 +329,11 @@ class OpSpec:
         f, b = self.flops(n, m, d)
         return {"fwd": f, "bwd": b, "fwdbwd": f + b}[mode]
 
+    def mem_estimate(self, impl: str, mode: str, n: int, m: int, itemsize: int) -> float:
+        """Bytes of the N x M temporaries ``impl`` holds at its peak (0: none modelled; bwd as fwd+bwd)."""
+        temps = (self.dense_temps or {}).get((impl, "fwdbwd" if mode == "bwd" else mode), 0.0)
+        return temps * n * m * itemsize
+
 
 def _no_noise(inp):
     return dict(inp, temperature=0.0)
@@ -325,6 +341,20 @@ def _no_noise(inp):
 
 def _pa_available() -> str:
     return "" if hasattr(gk, "pulling_away") else "unavailable: gk.pulling_away is not in this build"
+
+
+def _pa_algorithm(algorithm: str):
+    """Factory of the ``fused-<algorithm>`` implementation of pulling_away."""
+    def build(inp):
+        if _pa_available():
+            raise Unavailable(_pa_available())
+        return lambda i: gk.pulling_away(i["s"], algorithm=algorithm)
+    return build
+
+
+# N x N matrices (float32) alive at the peak of the eager Gram formula and its torch.compile, measured at
+# N = 8192 (extra RSS / 4 N^2 bytes: eager 2.0 fwd, 5.1 fwd+bwd; compile 1.2, 2.2) and rounded up
+PA_DENSE_TEMPS = {("eager", "fwd"): 3, ("eager", "fwdbwd"): 6, ("compile", "fwd"): 2, ("compile", "fwdbwd"): 3}
 
 
 OPS: Dict[str, OpSpec] = {s.name: s for s in [
@@ -351,7 +381,8 @@ OPS: Dict[str, OpSpec] = {s.name: s for s in [
     OpSpec("pulling_away", _codes_inputs, lambda i: gk.pulling_away(i["s"]), lambda i: eager_pulling_away(i["s"]),
            lambda n, m: n * (n - 1) / 2.0,
            lambda n, m, d: (2.0 * n * d * min(n, d), 4.0 * n * d * min(n, d)), ("s",),
-           available=_pa_available, same_m=True),
+           baselines={"fused-gram": _pa_algorithm("gram"), "fused-covariance": _pa_algorithm("covariance")},
+           available=_pa_available, same_m=True, dense_temps=PA_DENSE_TEMPS),
     OpSpec("langevin_step", _step_inputs,
            lambda i: gk.langevin_step(i["x"], i["drift"], i["step_size"], i["temperature"]), _eager_step,
            lambda n, m: 0.0, lambda n, m, d: (4.0 * n * d, 0.0), deterministic=_no_noise, same_m=True),

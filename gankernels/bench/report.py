@@ -282,7 +282,8 @@ def write_csv(result: Dict, path: str) -> None:
 # ----------------------------------------------------------------------------- plot
 
 COLORS = {"fused": "tab:red", "eager": "tab:blue", "compile": "tab:green", "keops": "tab:purple",
-          "geomloss": "tab:brown", "torchmetrics": "tab:orange"}
+          "geomloss": "tab:brown", "torchmetrics": "tab:orange", "fused-gram": "tab:pink",
+          "fused-covariance": "tab:olive"}
 MEM_FLOOR_MB = 0.01
 
 

@@ -23,6 +23,8 @@ Protocol of one case
     CUDA (and ``isolate=False``): everything in this process; CUDA memory is
     ``torch.cuda.max_memory_allocated`` around the call, times come from
     ``triton.testing.do_bench`` when Triton is installed.
+    A case whose N x M temporaries (``OpSpec.dense_temps``) exceed ``mem_cap_gb`` is
+    an ``oom`` row without being run.
     A case predicted (from the same implementation at a smaller N, scaled by model
     flops) to exceed ``time_limit_s`` is a ``too slow`` row -- after a probe of at
     most ``GRACE_S`` seconds, so that a case that would run out of memory first is
@@ -542,6 +544,10 @@ def run_case(case: Case, spec: OpSpec, inputs, reference, ref_path, settings, en
     ref_value = reference[0] if reference else None
     if case.impl == "fused" and spec.available():
         return mk("unavailable", spec.available())
+    est = spec.mem_estimate(case.impl, case.mode, case.n, case.m, getattr(torch, case.dtype).itemsize)
+    if settings.mem_cap_gb and est > settings.mem_cap_gb * GIB:
+        return mk("oom", f"out of memory (cap {settings.mem_cap_gb:g} GB): not run, its N x M temporaries "
+                         f"need ~{est / GIB:.1f} GB (registry memory model)")
     isolated = settings.isolate and case.device == "cpu"
     pred = _predict_s(rows, case, spec)
     slow = f"too slow: predicted {pred:.0f} s > limit {settings.time_limit_s:g} s" if (
