@@ -245,7 +245,7 @@ def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_ma
     device = rank_device(cfg.device, world)
     with session(world, device):
         if world.size > 1:
-            recipe.wrap(wrap_ddp(world, device))
+            recipe.wrap(wrap_ddp(device))
         ctx = Context(data, cfg.batch, cfg.z_dim, rng, device, world.rank, world.size, pairwise_ops(world))
         if not world.main:   # the same steps, no evaluation and no files
             for _ in range(start + 1, cfg.steps + 1):

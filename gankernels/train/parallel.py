@@ -124,7 +124,7 @@ def session(world: World, device: torch.device) -> Iterator[None]:
             dist.destroy_process_group()
 
 
-def wrap_ddp(world: World, device: torch.device):
+def wrap_ddp(device: torch.device):
     """net -> DistributedDataParallel(net) on this rank's device (the recipes' MLPs have no buffers to sync)."""
     from torch.nn.parallel import DistributedDataParallel
 
