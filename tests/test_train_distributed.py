@@ -1,7 +1,8 @@
 """gankernels.train data-parallel: 2 Gloo processes (DDP + sharded ops) equal one process at the same global batch.
 
 One launch of ``train_dist_worker.py`` on 2 ranks trains every case of its ``CASES``
-(mmd-gan with the witness penalty, flow-gan, wgan-gp, ebgan, score-gan; global batch 16,
+(every recipe: mmd-gan with the witness penalty, flow-gan, wgan-gp, ebgan, score-gan, fgan,
+alpha-gan; global batch 16,
 3 steps, float64) and resumes one of them; here the same configurations train in this
 process.  Compared: the checkpoints -- weights *and* Adam's moment estimates, which carry
 the gradients' scale (Adam's steps alone are invariant to it, so a loss scaled by the world
@@ -179,10 +180,12 @@ def test_torchrun_launch_of_the_cli(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "run"
     argv = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gankernels", "train", "--recipe", "flow-gan",
-            "--data", "ring8", "--batch", "8", "--steps", "2", "--hidden", "8", "--out", str(out), "--quiet"]
+            "--data", "ring8", "--batch", "8", "--steps", "2", "--hidden", "8", "--out", str(out)]
     res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["step"] == 2, res.stdout   # rank 0 alone prints
+    progress = [line for line in res.stderr.splitlines() if line.startswith("[")]   # one per evaluation
+    assert [p.split(" | ")[0][-3:] for p in progress] == ["1/2", "2/2"], res.stderr[-2000:]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     assert "data-parallel over 2 processes" in (out / "report.md").read_text()

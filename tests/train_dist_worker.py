@@ -29,6 +29,8 @@ CASES = {
     "wgan-gp": ("wgan-gp", {"n_critic": 2}, STEPS, STEPS, STEPS),
     "ebgan": ("ebgan", {}, STEPS, STEPS, STEPS),
     "score-gan": ("score-gan", {"sigma": 0.5}, STEPS, STEPS, STEPS),
+    "fgan": ("fgan", {"divergence": "js"}, STEPS, STEPS, STEPS),
+    "alpha-gan": ("alpha-gan", {}, STEPS, STEPS, STEPS),
     "mmd-gan-resumed": ("mmd-gan", {}, 2, 2, 1),   # then resumed to STEPS under the same 2 processes
 }
 
