@@ -34,7 +34,7 @@ import torch
 import train_dist_worker as W
 from test_distributed import _launch
 from gankernels.train import ConfigError, train
-from gankernels.train.parallel import World, check_batch
+from gankernels.train.parallel import World, check_batch, current_world
 
 WORKER = Path(__file__).with_name("train_dist_worker.py")
 CASES = [c for c in W.CASES if c != "mmd-gan-resumed"]
@@ -189,3 +189,17 @@ def test_torchrun_launch_of_the_cli(tmp_path):
     assert [p.split(" | ")[0][-3:] for p in progress] == ["1/2", "2/2"], res.stderr[-2000:]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     assert "data-parallel over 2 processes" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("env, match", [({"WORLD_SIZE": "two"}, "WORLD_SIZE='two'"),
+                                        ({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2")])
+def test_bad_torchrun_environment(monkeypatch, tmp_path, env, match):
+    if torch.distributed.is_initialized():
+        pytest.skip("a process group is initialised in this process")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=match):
+        current_world()
+    with pytest.raises(ConfigError, match=match):
+        train(W.config("flow-gan"), str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()

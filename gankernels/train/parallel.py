@@ -37,7 +37,10 @@ Evaluation, pictures, ``metrics.jsonl``, ``report.md`` and checkpoints: rank 0 a
 every rank (on several machines ``--out`` must be on a shared file system).
 
 Limits: tested with Gloo on CPU only; NCCL / GPUs are untested.  Every rank must see the
-same data file.  Uneven shards are rejected rather than weighted.
+same data file.  Uneven shards are rejected rather than weighted.  An error on one rank
+alone (say rank 0's disk is full) leaves the others waiting in their next collective until
+torchrun stops them (it does when a rank fails) or the group's timeout.  The generator
+step's backward also all-reduces the critic's gradients, which that step does not use.
 """
 from __future__ import annotations
 
