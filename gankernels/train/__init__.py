@@ -5,7 +5,8 @@ A *recipe* is a small object holding the networks and losses of one GAN family
 ``flow-gan``, ``score-gan``, ``ebgan``, ``alpha-gan``); one loop drives any
 recipe, evaluates it (SPEC §6 metrics), draws sample pictures and writes atomic
 checkpoints that resume exactly.  Command line: ``python -m gankernels train``
-and ``python -m gankernels sample``.
+and ``python -m gankernels sample``; data-parallel under
+``torchrun --nproc-per-node K -m gankernels train ...`` (``parallel.py``).
 
     from gankernels.train import RunConfig, train
     train(RunConfig(recipe="mmd-gan", data="ring8", batch=1024, steps=2000), out="runs/ring")

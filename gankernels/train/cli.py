@@ -27,10 +27,12 @@ RUN_FLAGS = ("recipe", "data", "batch", "device", "seed", "lr", "hidden", "z_dim
 
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a GAN recipe", description="Train a GAN recipe on CPU or CUDA; "
-                       "writes checkpoint.pt, metrics.jsonl, samples/*.png and report.md under --out.")
+                       "writes checkpoint.pt, metrics.jsonl, samples/*.png and report.md under --out. "
+                       "Data-parallel: torchrun --standalone --nproc-per-node K -m gankernels train ...")
     t.add_argument("--recipe", help="fgan | wgan-gp | mmd-gan | flow-gan | score-gan | ebgan | alpha-gan")
     t.add_argument("--data", help="ring8 | grid25 | digits | a .npy/.pt file holding a float tensor [N, D]")
-    t.add_argument("--batch", type=int, help="batch size (default 256)")
+    t.add_argument("--batch", type=int, help="batch size (default 256); under torchrun the global batch, "
+                   "a multiple of the number of processes")
     t.add_argument("--steps", type=int, help="generator steps in total (default 2000)")
     t.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
     t.add_argument("--device", help="cpu (default) or cuda")
@@ -86,8 +88,9 @@ def _train(args) -> int:
             raise ConfigError("--recipe and --data are required for a new run (or pass --resume)")
         run_args = {k: getattr(args, k) for k in RUN_FLAGS + ("steps",) if getattr(args, k) is not None}
         last = train(RunConfig(**run_args, options=options), args.out, progress=not args.quiet)
-    print(json.dumps(last))
-    print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
+    if last:   # rank 0 (other ranks of a torchrun launch return {})
+        print(json.dumps(last))
+        print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,9 @@ holds the networks, the optimisers, the step and the state of the run's one
 ``torch.Generator``; resuming from it reproduces the uninterrupted run exactly
 (CPU), and metrics logged after it by a killed run are dropped and recomputed.
 Evaluation draws its own fixed latent batch, so it never perturbs training.
+Under ``torchrun --nproc-per-node K`` the same loop runs data-parallel on K
+processes (``--batch`` is the global batch; ``parallel.py``): rank 0 alone
+evaluates and writes the files, and the run equals the single-process run.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import gankernels as gk
 from .data import Dataset, load_data
 from .errors import ConfigError, require_op
 from .metrics import EVAL_SAMPLES, digits_classifier, evaluate
+from .parallel import check_batch, current_world, mean_logs, pairwise_ops, rank_device, session, wrap_ddp
 from .picture import save_picture
 from .recipes import Context, Recipe, data_kernel, make_recipe
 
@@ -116,7 +120,7 @@ def build(cfg: RunConfig, data: Dataset) -> Recipe:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         recipe = make_recipe(cfg.recipe, data, cfg.hidden, cfg.z_dim, cfg.lr, cfg.options)
-    return recipe.to(cfg.device)
+    return recipe.to(rank_device(cfg.device, current_world()))
 
 
 def load_run(out: str):
@@ -205,8 +209,10 @@ def train(cfg: RunConfig, out: str, progress: bool = True, use_matplotlib: Optio
     """Train a new run of ``cfg`` in folder ``out``; returns the last evaluation's metrics.
 
     Everything is checked (configuration, data, recipe options) before anything is written.
+    Under torchrun: every rank calls this; rank 0 returns the metrics, the others ``{}``.
     """
     cfg.validate()
+    check_batch(cfg.batch, current_world())
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     data = load_data(cfg.data)
@@ -223,6 +229,7 @@ def resume(out: str, steps: Optional[int] = None, progress: bool = True,
     recomputed exactly as the uninterrupted run would have done them.
     """
     cfg, data, recipe, state = load_run(out)
+    check_batch(cfg.batch, current_world())
     if steps is not None:
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < state["step"]:
             raise ConfigError(f"--steps must be an integer >= the checkpoint's step {state['step']}, got {steps!r}")
@@ -234,13 +241,26 @@ def resume(out: str, steps: Optional[int] = None, progress: bool = True,
 
 
 def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_matplotlib) -> Dict[str, Any]:
+    world = current_world()
+    device = rank_device(cfg.device, world)
+    with session(world, device):
+        if world.size > 1:
+            recipe.wrap(wrap_ddp(device))
+        ctx = Context(data, cfg.batch, cfg.z_dim, rng, device, world.rank, world.size, pairwise_ops(world))
+        if not world.main:   # the same steps, no evaluation and no files
+            for _ in range(start + 1, cfg.steps + 1):
+                mean_logs(recipe.step(ctx), world)
+            return {}
+        return _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, use_matplotlib, world)
+
+
+def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, use_matplotlib, world):
     os.makedirs(os.path.join(out, "samples"), exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
     metrics_path = os.path.join(out, "metrics.jsonl")
     _write_metrics(metrics_path, history)
     ckpt_path = os.path.join(out, CHECKPOINT)
-    ctx = Context(data, cfg.batch, cfg.z_dim, rng, torch.device(cfg.device))
     classifier, z_eval = _classifier(data), _eval_noise(cfg)
     bar = Progress(cfg.steps, progress)
     sums: Dict[str, float] = {}
@@ -248,7 +268,7 @@ def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_ma
     t0 = time.perf_counter() - elapsed
     t_rate = time.perf_counter()
     for step in range(start + 1, cfg.steps + 1):
-        logs = recipe.step(ctx)
+        logs = mean_logs(recipe.step(ctx), world)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
@@ -264,26 +284,28 @@ def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_ma
                          f"{cfg.recipe} on {cfg.data}, step {step}", use_matplotlib)
             sums, count = {}, 0
         if step % cfg.ckpt_interval == 0 or step == cfg.steps:
-            save_checkpoint(ckpt_path, cfg, recipe, step, rng, time.perf_counter() - t0)
+            save_checkpoint(ckpt_path, cfg, recipe, step, ctx.generator, time.perf_counter() - t0)
         rate = (step - start) / max(time.perf_counter() - t_rate, 1e-9)
         bar.show(step, rate, logs, last, force=evaluate_now)
     bar.close()
     import numpy as np
 
     np.save(os.path.join(out, "samples.npy"), recipe.generate(z_eval).cpu().numpy())
-    write_report(out, cfg, history)
+    write_report(out, cfg, history, world.size)
     return last
 
 
-def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]]) -> None:
+def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]], ranks: int = 1) -> None:
     keys = [k for k in ("loss_d", "loss_g", "kid", "mmd2", "modes", "hq", "kl", "classes", "confident", "class_kl")
             if history and k in history[-1]]
     final = history[-1] if history else {}
     lines = [f"# {cfg.recipe} on {cfg.data}", "",
-             f"Command: `{command(cfg, out)}`", "",
+             f"Command: `{command(cfg, out, ranks)}`", "",
              f"Configuration: `{json.dumps(dataclasses.asdict(cfg))}`", "",
              f"gankernels {gk.__version__}, torch {torch.__version__}, device {cfg.device}, "
-             f"torch threads {torch.get_num_threads()}; {final.get('time_s', 0):.1f} s of training and evaluation.",
+             f"torch threads {torch.get_num_threads()}"
+             + (f", data-parallel over {ranks} processes" if ranks > 1 else "")
+             + f"; {final.get('time_s', 0):.1f} s of training and evaluation.",
              "", "## Final metrics (2,500 samples vs the held-out data)", ""]
     lines += [f"- {k}: {_report_value(k, final[k], final)}" for k in keys if k in final]
     lines += ["", "Metric definitions: `gankernels/train/metrics.py` (SPEC §6).", "",
@@ -298,15 +320,16 @@ def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]]) -> Non
         f.write("\n".join(lines) + "\n")
 
 
-def command(cfg: RunConfig, out: str) -> str:
-    """The ``gankernels train`` command line that starts this run."""
+def command(cfg: RunConfig, out: str, ranks: int = 1) -> str:
+    """The ``gankernels train`` command line that starts this run (under torchrun for ``ranks`` > 1)."""
     flags = {"recipe": cfg.recipe, "data": cfg.data, "batch": cfg.batch, "steps": cfg.steps, "seed": cfg.seed}
     defaults = RunConfig(cfg.recipe, cfg.data)
     for name in ("device", "lr", "hidden", "z_dim", "eval_every", "ckpt_every"):
         if getattr(cfg, name) != getattr(defaults, name):
             flags[name] = getattr(cfg, name)
     flags.update({k: v for k, v in cfg.options.items() if v is not None})
-    return "python -m gankernels train " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()) \
+    launcher = f"torchrun --standalone --nproc-per-node {ranks} -m" if ranks > 1 else "python -m"
+    return f"{launcher} gankernels train " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()) \
         + f" --out {out}"
 
 

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, NamedTuple
+from typing import Callable, Dict, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +61,14 @@ def fgan_generator_loss(v_fake: torch.Tensor, div: Divergence) -> torch.Tensor:
 
 
 def gradient_penalty(fn: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator) -> torch.Tensor:
-    """E[(||grad f(x_hat)|| - 1)^2] on random interpolates; differentiable (double backward)."""
-    e = torch.rand(real.shape[0], 1, generator=generator, device=real.device, dtype=real.dtype)
+                     e: Union[torch.Tensor, torch.Generator]) -> torch.Tensor:
+    """E[(||grad f(x_hat)|| - 1)^2] on random interpolates; differentiable (double backward).
+
+    ``e``: the interpolation weights [B, 1] in [0, 1] (``Context.uniform``), or a generator to draw them from.
+    """
+    if isinstance(e, torch.Generator):
+        e = torch.rand(real.shape[0], 1, generator=e)
+    e = e.to(device=real.device, dtype=real.dtype)
     x_hat = (e * real.detach() + (1 - e) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(fn(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.norm(dim=1) - 1) ** 2).mean()

@@ -101,7 +101,7 @@ def evaluate(data: Dataset, samples: torch.Tensor, classifier: Optional[torch.nn
     out: Dict[str, float] = {}
     if not torch.isfinite(x).all():
         out["nonfinite"] = int((~torch.isfinite(x).all(1)).sum())
-    held = data.held_out
+    held = data.held_out.to(x.dtype)
     out["kid"] = float(gk.kid(held, x)[0])
     out["mmd2"] = float(gk.mmd2(held, x, data_kernel(data.scale), "unbiased"))
     if data.modes is not None:

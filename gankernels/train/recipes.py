@@ -5,7 +5,10 @@ whatever its family needs, and implements ``critic_step`` (skipped when it has
 no critic network) and ``generator_step``; ``Recipe.step`` runs ``n_critic``
 critic steps then one generator step.  All randomness comes from the
 ``torch.Generator`` of the ``Context``, so a checkpoint of the networks, the
-optimisers and that generator resumes a run exactly.
+optimisers and that generator resumes a run exactly.  Under torchrun the
+``Context`` hands each rank its rows of the global batch and the sharded
+pairwise ops (``ctx.ops``), and ``Recipe.wrap`` puts the networks in DDP; the
+recipes themselves do not change (``parallel.py``).
 
 Every pairwise or per-sample term uses the fused ops: ``mmd2`` / ``witness``
 (mmd-gan, with the witness gradient penalty through double backward),
@@ -52,18 +55,34 @@ def _check_numbers(opts: Dict[str, Any]) -> None:
 
 @dataclass
 class Context:
-    """What a recipe may draw from during a step: real batches and latent noise."""
+    """What a recipe may draw from during a step: real batches, latent noise, the pairwise ops.
+
+    ``batch`` is the global batch; under ``world_size`` K > 1 each draw is of the global
+    batch, of which this rank keeps its B/K rows (``shard``), so the ranks together see
+    what one process would.  ``ops``: ``gankernels`` or its sharded counterparts.
+    """
     data: Dataset
     batch: int
     z_dim: int
     generator: torch.Generator
     device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    ops: Any = gk
+
+    def shard(self, t: torch.Tensor) -> torch.Tensor:
+        rows = t.shape[0] // self.world_size
+        return t[self.rank * rows:(self.rank + 1) * rows].to(self.device)
 
     def real(self) -> torch.Tensor:
-        return self.data.sample(self.batch, self.generator).to(self.device)
+        return self.shard(self.data.sample(self.batch, self.generator))
 
     def noise(self, n: Optional[int] = None) -> torch.Tensor:
-        return torch.randn(n or self.batch, self.z_dim, generator=self.generator).to(self.device)
+        return self.shard(torch.randn(n or self.batch, self.z_dim, generator=self.generator))
+
+    def uniform(self) -> torch.Tensor:
+        """U(0, 1) weights [rows, 1], e.g. of the gradient penalty's interpolates."""
+        return self.shard(torch.rand(self.batch, 1, generator=self.generator))
 
 
 class Recipe:
@@ -122,9 +141,17 @@ class Recipe:
             net.to(device)
         return self
 
+    def wrap(self, fn: Callable[[nn.Module], nn.Module]) -> None:
+        """Replace the network attributes the steps use (self.G, self.V, ...) by ``fn(net)`` (e.g. DDP);
+        ``self.nets`` keeps the bare networks for checkpoints and generation."""
+        wrapped = {id(net): fn(net) for net in self.nets.values()}
+        for name, value in list(vars(self).items()):
+            if id(value) in wrapped:
+                setattr(self, name, wrapped[id(value)])
+
     @torch.no_grad()
     def generate(self, z: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-        return torch.cat([self.G(c) for c in z.split(chunk)])
+        return torch.cat([self.nets["G"](c) for c in z.split(chunk)])
 
     def state_dict(self) -> Dict[str, Any]:
         return {"nets": {k: v.state_dict() for k, v in self.nets.items()},
@@ -176,7 +203,7 @@ class WGANGP(Recipe):
 
     def critic_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise()).detach()
-        penalty = L.gradient_penalty(self.V, real, fake, ctx.generator)
+        penalty = L.gradient_penalty(self.V, real, fake, ctx.uniform())
         loss = self.V(fake).mean() - self.V(real).mean() + self.opts["gp"] * penalty
         return {"loss_d": self.update("D", loss), "gp": float(penalty.detach())}
 
@@ -204,11 +231,11 @@ class MMDGAN(Recipe):
     def critic_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise()).detach()
         hr, hf = self.phi(real), self.phi(fake)
-        loss = -gk.mmd2(hr, hf, self.kernel, "unbiased")
+        loss = -ctx.ops.mmd2(hr, hf, self.kernel, "unbiased")
         logs = {"mmd2_feat": -float(loss.detach())}
         if self.opts["gp"] > 0:
-            penalty = L.gradient_penalty(lambda x: gk.witness(self.phi(x), hr, hf, self.kernel), real, fake,
-                                         ctx.generator)
+            penalty = L.gradient_penalty(lambda x: ctx.ops.witness(self.phi(x), hr, hf, self.kernel), real, fake,
+                                         ctx.uniform())
             loss = loss + self.opts["gp"] * penalty
             logs["gp"] = float(penalty.detach())
         logs["loss_d"] = self.update("D", loss)
@@ -216,7 +243,7 @@ class MMDGAN(Recipe):
 
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
-        return {"loss_g": self.update("G", gk.mmd2(self.phi(real), self.phi(fake), self.kernel, "unbiased"))}
+        return {"loss_g": self.update("G", ctx.ops.mmd2(self.phi(real), self.phi(fake), self.kernel, "unbiased"))}
 
     def critic(self, real, fake):
         with torch.no_grad():
@@ -240,9 +267,9 @@ class FlowGAN(Recipe):
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
         x = fake.detach()
-        n, m = real.shape[0], x.shape[0]
-        weights = torch.cat([x.new_full((n,), 1.0 / n), x.new_full((m,), -1.0 / m)])
-        drift = gk.kernel_flow(x, torch.cat([real, x]), self.kernel, weights)   # grad of the witness at G(z)
+        n = ctx.batch   # the global count of real and of fake rows: weights +-1/B over the global batch
+        weights = torch.cat([x.new_full((real.shape[0],), 1.0 / n), x.new_full((x.shape[0],), -1.0 / n)])
+        drift = ctx.ops.kernel_flow(x, torch.cat([real, x]), self.kernel, weights)   # grad of the witness at G(z)
         return {"loss_g": self.update("G", L.follow_loss(fake, drift, self.opts["eta"]))}
 
 
@@ -259,7 +286,7 @@ class ScoreGAN(Recipe):
     options = {"sigma": None, "eta": 1.0}
 
     def build(self, data):
-        self.smoothed_score = require_op("smoothed_score", "--recipe score-gan")
+        require_op("smoothed_score", "--recipe score-gan")
         sigma = self.opts["sigma"]
         self.sigmas = (float(sigma),) if sigma is not None else data_kernel(self.scale).sigmas
         return {"G": ["G"]}
@@ -267,7 +294,8 @@ class ScoreGAN(Recipe):
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
         x = fake.detach()
-        drift = sum(s * s * (self.smoothed_score(x, real, s) - self.smoothed_score(x, x, s)) for s in self.sigmas)
+        score = ctx.ops.smoothed_score
+        drift = sum(s * s * (score(x, real, s) - score(x, x, s)) for s in self.sigmas)
         return {"loss_g": self.update("G", L.follow_loss(fake, drift / len(self.sigmas), self.opts["eta"]))}
 
 
@@ -278,7 +306,7 @@ class EBGAN(Recipe):
     options = {"margin": None, "pt": 0.1, "code": 16}
 
     def build(self, data):
-        self.pulling_away = require_op("pulling_away", "--recipe ebgan")
+        require_op("pulling_away", "--recipe ebgan")
         code = int(self.opts["code"])
         self.enc = self.nets["enc"] = mlp(self.dim, code, self.hidden, layers=2, act="lrelu")
         self.dec = self.nets["dec"] = mlp(code, self.dim, self.hidden, layers=2, act="lrelu")
@@ -296,7 +324,7 @@ class EBGAN(Recipe):
     def generator_step(self, ctx):
         fake = self.G(ctx.noise())
         code = self.enc(fake)
-        pt = self.pulling_away(code)
+        pt = ctx.ops.pulling_away(code)   # over the global batch's codes under torchrun
         loss = L.energy(fake, self.dec(code)).mean() + self.opts["pt"] * pt
         return {"loss_g": self.update("G", loss), "pt": float(pt.detach())}
 
