@@ -305,7 +305,7 @@ def plot(result: Dict, path: str) -> int:
     fig, axes = plt.subplots(len(series), 2, figsize=(12, 4.6 * len(series)), squeeze=False)
     fmt_x = FuncFormatter(lambda v, _: f"{v / 1024:g}k" if v >= 1024 else f"{v:g}")
     fmt_t = FuncFormatter(lambda v, _: f"{v * 1e3:g} ms" if v < 1 else f"{v:g} s")
-    fmt_m = FuncFormatter(lambda v, _: f"{v / 1024:g} GB" if v >= 1024 else f"{v:g} MB")
+    fmt_m = FuncFormatter(lambda v, _: f"{v / 1000:g} GB" if v >= 1000 else f"{v:g} MB")
     for key, (ax_t, ax_m) in zip(series, axes):
         op, mode, d, dtype, device, kernel, m_fixed, _ = key
         rows = series[key]
@@ -336,7 +336,9 @@ def plot(result: Dict, path: str) -> int:
             ax.yaxis.set_major_formatter(fmt)
             ax.yaxis.set_minor_formatter(NullFormatter())
         ax_t.set_ylabel("median time per call")
-        ax_m.set_ylabel(f"peak memory added by the call (values < {MEM_FLOOR_MB:g} MB drawn at it)")
+        ax_m.set_ylabel("peak memory added by the call")
+        ax_m.annotate(f"values below {MEM_FLOOR_MB:g} MB are drawn at {MEM_FLOOR_MB:g} MB", (0.99, 0.01),
+                      xycoords="axes fraction", ha="right", va="bottom", fontsize=7, color="gray")
         if cap_gb:
             ax_m.axhline(cap_gb * 1024, color="gray", ls="--", lw=1)
             ax_m.annotate(f"memory cap {cap_gb:g} GB", (ns[0], cap_gb * 1024), fontsize=8, color="gray",
