@@ -74,7 +74,7 @@ def table(rows) -> str:
         modes = f"{r['modes']}/{r['n_modes']}" if "modes" in r else (f"{r['classes']}/10 classes" if "classes" in r
                                                                       else "–")
         hq = r.get("hq", r.get("confident"))
-        lines.append(f"| {r['data']} | {r['recipe']} | {modes} | {_pct(hq)} | {r.get('kl', math.nan):.3f} | "
+        lines.append(f"| {r['data']} | {r['recipe']} | {modes} | {_pct(hq)} | {r.get('kl', r.get('class_kl', math.nan)):.3f} | "
                      f"{r['kid']:.4f} | {_pct(hq_k)} | {_pct(hq_d)} | {r['train_s']:.0f} |")
     return "\n".join(lines)
 
