@@ -26,7 +26,7 @@ build: $(STAMP) $(SOURCES)
 demo: build
 	OMP_NUM_THREADS=2 $(VPY) -m bench.quick
 	rm -rf runs/demo
-	OMP_NUM_THREADS=2 $(VPY) -m gankernels train --recipe mmd-gan --data ring8 --batch 512 --steps 1500 --out runs/demo
+	OMP_NUM_THREADS=2 $(VPY) -m gankernels train --recipe mmd-gan --data ring8 --batch 512 --steps 3000 --out runs/demo
 
 BENCH_THREADS ?= 2
 bench: build
