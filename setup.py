@@ -1,7 +1,7 @@
 """Build gankernels._C ahead of time (CPU kernels in C++; CUDA kernels are Triton, in Python).
 
 `pip install --no-build-isolation -e .` compiles csrc/*.cpp with ninja against the
-installed torch.  AVX2/FMA code generation is enabled when the build machine has them
+installed torch.  AVX2/FMA and AES-NI/VAES code generation is enabled when the build machine has them
 (the extension is built where it runs).  No CUDA sources: the CUDA kernels are Triton.
 """
 import glob
@@ -22,6 +22,8 @@ def _cpu_flags():
             info = ""
         if " avx2" in info and " fma" in info:
             flags += ["-mavx2", "-mfma"]
+        if " aes" in info:  # the Langevin noise's AES rounds (csrc/noise.h); VAES: two blocks per instruction
+            flags += ["-maes"] + (["-mvaes"] if " vaes" in info and " avx2" in info else [])
     return flags
 
 

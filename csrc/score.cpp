@@ -83,7 +83,7 @@ T row_dot(const T* a, const T* b, int64_t n) {  // b == nullptr: sum of a
 
 // ---------------------------------------------------------------- Langevin update
 
-constexpr int64_t kNoiseChunk = 2048;
+constexpr int64_t kNoiseChunk = 256;  // normals generated, then used, while in L1 (2048: ~15 % slower)
 
 // x_out[e] = x_in[e] + eta drift[e] + sqrt(2 eta tau) xi(seed, step, e0 + e) for e in [0, n).
 template <typename T>

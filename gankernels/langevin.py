@@ -12,8 +12,9 @@ Formulas (SPEC §3), xi ~ N(0, I) from a counter-based generator:
 * ``langevin_sample``  the generic driver for any ``score_fn(x) -> [N, D]``;
   ``discriminator_score(D)`` is ``x -> grad_x sum D(x)`` for a trained network.
 
-What is fused: the noise is generated inside the update (Philox4x32-10 keyed by a
-seed drawn from the ``torch.Generator``, Box-Muller; ``csrc/noise.h``), so a step is
+What is fused: the noise is generated inside the update (a counter-based generator
+keyed by a seed drawn from the ``torch.Generator`` -- ARS-7 on AES rounds on CPU,
+``csrc/noise.h``; Philox4x32-10 in the Triton kernels -- then Box-Muller), so a step is
 one pass over memory.  ``kernel_langevin`` and ``kde_langevin`` run the whole chain
 in one op call: each step is one pass of the pairwise engine (flow field, or the
 online-log-sum-exp score with the update applied per row block) -- no N x M
@@ -35,7 +36,7 @@ import torch
 from . import _ops  # noqa: F401
 from .kernels import Kernel
 from .pairwise import _check_kernel, _check_pair, _check_points, _encode
-from .score import check_sigma
+from .score import check_positive as _positive, check_sigma
 
 __all__ = [
     "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
@@ -71,16 +72,6 @@ def draw_seed(generator: Optional[torch.Generator] = None) -> int:
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     device = generator.device if generator is not None else "cpu"
     return int(torch.randint(0, 2**62, (1,), device=device, generator=generator).item())
-
-
-def _positive(value, name: str, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and ok):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
-    return value
 
 
 def _count(value, name: str) -> int:
@@ -178,6 +169,7 @@ def langevin_sample(x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Te
     _check_points(x, "x")
     steps = _count(steps, "steps")
     _positive(step_size, "step_size")
+    _positive(temperature, "temperature", allow_zero=True)
     x = x.detach().clone()
     for _ in range(steps):
         with torch.no_grad():

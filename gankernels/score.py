@@ -25,6 +25,7 @@ zero.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -78,13 +79,20 @@ torch.library.register_autograd(
 )
 
 
+def check_positive(value, name: str, allow_zero: bool = False) -> float:
+    """A positive (or non-negative) finite real number -- Python or NumPy scalar -- as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} float, "
+                        f"got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and ok):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+    return value
+
+
 def check_sigma(sigma, name: str = "sigma") -> float:
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-        raise TypeError(f"{name} must be a positive float, got {type(sigma).__name__}")
-    sigma = float(sigma)
-    if not (math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"{name} must be positive and finite, got {sigma}")
-    return sigma
+    return check_positive(sigma, name)
 
 
 def _check_weights(weights, y: torch.Tensor) -> Optional[torch.Tensor]:

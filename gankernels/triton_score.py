@@ -42,8 +42,8 @@ turns them into one normal (|xi| <= 5.9).  So the same seed gives the same
 result on the device, independent of block sizes; ``langevin_step`` uses
 ``t = 0``, so one ``kde_langevin`` / ``kernel_langevin`` step reproduces the
 noise of ``langevin_step`` with the same seed.  The noise is NOT bitwise equal
-to the CPU kernels' (``csrc/noise.h`` packs four normals per Philox call);
-both are standard normal streams keyed the same way.  Cost: one Philox call
+to the CPU kernels' (``csrc/noise.h``: ARS-7 on AES rounds, four normals per block);
+both are standard normal streams keyed by the same seed.  Cost: one Philox call
 (about 100 integer operations) per element, of which two of the four words are
 used; ``langevin_step`` may therefore be bound by integer throughput rather
 than memory on a GPU (packing four normals per call is a possible speed-up).

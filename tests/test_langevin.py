@@ -244,7 +244,18 @@ def test_opcheck():
     (lambda x: gk.kde_langevin(x, x.double(), [1.0], 1, 0.1), TypeError, "dtype"),
     (lambda x: gk.langevin_sample(x, "score", 1, 0.1), TypeError, "score_fn"),
     (lambda x: gk.langevin_sample(x, lambda t: t, 1, -0.1), ValueError, "step_size"),
+    (lambda x: gk.langevin_sample(x, lambda t: t, 0, 0.1, temperature=-1.0), ValueError, "temperature"),
+    (lambda x: gk.langevin_step(x, x, torch.tensor(0.1)), TypeError, "step_size"),
 ])
 def test_errors(call, err, match):
     with pytest.raises(err, match=match):
         call(torch.randn(4, 2))
+
+
+def test_numpy_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    x = torch.randn(5, 2)
+    a = gk.langevin_step(x, x, np.float32(0.25), temperature=np.float64(0.0))
+    torch.testing.assert_close(a, x + 0.25 * x)
+    torch.testing.assert_close(gk.smoothed_score(x, x, np.float32(0.5)), gk.smoothed_score(x, x, 0.5))
+

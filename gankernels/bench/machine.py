@@ -52,7 +52,7 @@ def cpu_mhz() -> Optional[float]:
 
 def simd_summary() -> str:
     flags = set((_cpuinfo("flags") or "").split())
-    isa = [f for f in ("avx512f", "avx2", "fma") if f in flags]
+    isa = [f for f in ("avx512f", "avx2", "fma", "aes", "vaes") if f in flags]
     return "+".join(isa) if isa else "no AVX2/FMA flags"
 
 
