@@ -10,7 +10,9 @@ grid25), exact KID (every dataset), class coverage (digits).  ``--refine`` also
 measures Langevin refinement of the same 2,500 samples (``gankernels sample
 --refine``): kernel-langevin for every run, disc-langevin for recipes with a
 critic network.  Recipes whose fused op is not in this build are listed as
-such.  Prints a markdown table and writes the rows to ``--json``.
+such.  Prints a markdown table and writes the rows to ``--json``; rows of an earlier
+``--json`` of the same budget (steps, batch, seed) that this run did not measure are kept,
+so the whole table is ``--data ring8 grid25 digits --refine`` or several partial runs.
 """
 from __future__ import annotations
 
@@ -93,10 +95,31 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; {args.steps} steps, batch {args.batch}, "
           f"seed {args.seed}", flush=True)
     rows = [run_one(r, d, args) for d in args.data for r in args.recipes]
+    rows = merge_rows(_earlier_rows(args), rows)
     with open(args.json, "w") as f:
         json.dump({"steps": args.steps, "batch": args.batch, "seed": args.seed, "threads": torch.get_num_threads(),
                    "torch": torch.__version__, "rows": rows}, f, indent=1)
     print(table(rows))
+
+
+def _earlier_rows(args) -> list:
+    """The rows of an earlier --json file of the same budget (steps, batch, seed), else none."""
+    try:
+        with open(args.json) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return []
+    same = all(old.get(k) == getattr(args, k) for k in ("steps", "batch", "seed"))
+    return old.get("rows", []) if same else []
+
+
+def merge_rows(old: list, new: list) -> list:
+    """``old`` with each (data, recipe) row that ``new`` measured again replaced, new ones appended,
+    so runs of a few recipes or datasets update one table instead of overwriting it."""
+    key = lambda r: (r["data"], r["recipe"])  # noqa: E731
+    fresh = {key(r): r for r in new}
+    merged = [fresh.pop(key(r), r) for r in old]
+    return merged + [r for r in new if key(r) in fresh]
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_no_process_group():
         pytest.skip("a process group is initialised in this process")
     x = torch.randn(3, 2, dtype=torch.float64)
     for call in (lambda: gkd.mmd2(x, x, gk.Gaussian()), lambda: gkd.kernel_flow(x, x, gk.Gaussian()),
-                 lambda: gkd.all_gather_rows(x)):
+                 lambda: gkd.kernel_sum(x, x, gk.Gaussian()), lambda: gkd.witness(x, x, x, gk.Gaussian()),
+                 lambda: gkd.smoothed_score(x, x, 1.0), lambda: gkd.all_gather_rows(x)):
         with pytest.raises(RuntimeError, match="init_process_group"):
             call()
 

@@ -279,6 +279,26 @@ def test_fgan_every_divergence_steps(name, tmp_path):
     assert set(logs) == {"loss_d", "loss_g"} and all(math.isfinite(v) for v in logs.values())
 
 
+def test_alpha_gan_encoder_gets_only_reconstruction_and_code_terms(monkeypatch):
+    """Rosca et al., Algorithm 1: the encoder's loss is L1 + the code term; the image terms of the
+    reconstructions train the generator, not the encoder."""
+    from gankernels.train.loop import build
+    from gankernels.train.recipes import Context
+
+    data = load_data("ring8")
+    recipe = build(_cfg("alpha-gan", {}, 2), data)
+    monkeypatch.setattr(recipe, "update", lambda group, loss: float(loss.backward() or loss.detach()))
+    recipe.generator_step(Context(data, 64, 4, torch.Generator().manual_seed(3), torch.device("cpu")))
+    got = [p.grad.clone() for p in recipe.E.parameters()]
+    for p in recipe.E.parameters():
+        p.grad = None
+    real = Context(data, 64, 4, torch.Generator().manual_seed(3), torch.device("cpu")).real()  # the same draw
+    z = recipe.E(real)
+    ((real - recipe.G(z)).abs().sum(1).mean() + L.density_ratio_term(recipe.C(z))).backward()
+    for g, p in zip(got, recipe.E.parameters()):
+        torch.testing.assert_close(g, p.grad)
+
+
 def test_digits_run_with_class_coverage(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
     monkeypatch.setenv("GANKERNELS_CACHE", str(tmp_path / "cache"))
@@ -371,6 +391,7 @@ def test_corrupt_and_missing_checkpoints_change_nothing(tmp_path):
         resume(str(out), steps=4, progress=False)
     with pytest.raises(ConfigError, match="cannot read the checkpoint"):
         sample(str(out))
+    assert _snapshot(out) == before
     torch.save({"something": 1}, ckpt)
     before = _snapshot(out)
     with pytest.raises(ConfigError, match="not a gankernels.train"):
@@ -381,6 +402,21 @@ def test_corrupt_and_missing_checkpoints_change_nothing(tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint"):
         resume(str(tmp_path / "nothing"), progress=False)
     assert not (tmp_path / "nothing").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_run_on_a_cpu_only_machine(tmp_path):
+    out = tmp_path / "run"
+    train(_cfg("fgan", {}, 2), str(out), progress=False, use_matplotlib=False)
+    ckpt = out / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["config"]["device"] = "cuda"                        # as written by a run with --device cuda
+    torch.save(state, ckpt)
+    before = _snapshot(out)
+    for call in (lambda: resume(str(out), progress=False), lambda: sample(str(out))):
+        with pytest.raises(ConfigError, match="CUDA is not available here"):
+            call()
+    assert _snapshot(out) == before
 
 
 def test_killed_run_drops_metrics_after_its_checkpoint(tmp_path):

@@ -128,6 +128,9 @@ def load_run(out: str):
     state = load_checkpoint(os.path.join(out, CHECKPOINT))
     try:
         cfg = RunConfig(**state["config"])
+        if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{out}: the run was trained with --device {cfg.device}, and CUDA is not available "
+                              "here; open it on a machine with a GPU")
         data = load_data(cfg.data)
         recipe = build(cfg, data)
         recipe.load_state_dict(state["recipe"])

@@ -354,12 +354,14 @@ class AlphaGAN(Recipe):
         return {"loss_d": self.update("D", loss)}
 
     def generator_step(self, ctx):
+        # Rosca et al., Algorithm 1: the encoder minimises L1 + the code term, the generator L1 + the
+        # image terms of its reconstructions and samples -- so D(G(E(x))) sees the codes detached
         real = ctx.real()
         z_enc = self.E(real)
         x_rec, x_gen = self.G(z_enc), self.G(ctx.noise())
         l1 = (real - x_rec).abs().sum(1).mean()
-        loss = (self.opts["l1"] * l1 + L.density_ratio_term(self.D(x_rec)) + L.density_ratio_term(self.D(x_gen))
-                + L.density_ratio_term(self.C(z_enc)))
+        loss = (self.opts["l1"] * l1 + L.density_ratio_term(self.D(self.G(z_enc.detach())))
+                + L.density_ratio_term(self.D(x_gen)) + L.density_ratio_term(self.C(z_enc)))
         return {"loss_g": self.update("G", loss), "l1": float(l1.detach())}
 
     def critic(self, real, fake):
