@@ -324,12 +324,7 @@ def test_memory_model_gives_an_oom_row_without_running(monkeypatch):
 
 def test_bench_pulling_away_wrapper(tmp_path, monkeypatch, capsys):
     """bench/bench_pulling_away.py: the issue-4 cases by default, user options win, --md writes its own section."""
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).parents[1] / "bench" / "bench_pulling_away.py"
-    spec = importlib.util.spec_from_file_location("bench_pulling_away", path)
-    wrapper = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(wrapper)   # not as __main__: defines ISSUE4 / SECTION, runs nothing
+    wrapper = _load_bench_script("bench_pulling_away")   # defines ISSUE4 / SECTION
     parser = cli.build_parser()
     (g,) = cli.groups_from_args(parser.parse_args(wrapper.ISSUE4))
     assert (g.ops, g.sizes, g.dims, g.modes) == (["pulling_away"], [1024, 8192, 32768], [64, 256], ["fwd", "fwdbwd"])
@@ -344,3 +339,34 @@ def test_bench_pulling_away_wrapper(tmp_path, monkeypatch, capsys):
     assert text.count("\n" + wrapper.SECTION + "\n") == 1 and "old numbers" not in text
     assert "## other section\n\nkept" in text
     assert "| pulling_away | fwd+bwd | 32 |" in text and "vs fused-gram" in text
+
+
+def _load_bench_script(name):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)   # not as __main__: runs nothing
+    return module
+
+
+def test_train_quality_merges_rows_of_partial_runs():
+    tq = _load_bench_script("train_quality")
+    old = [{"data": "ring8", "recipe": "fgan", "kid": 1.0}, {"data": "digits", "recipe": "fgan", "kid": 2.0}]
+    new = [{"data": "digits", "recipe": "fgan", "kid": 3.0}, {"data": "grid25", "recipe": "ebgan", "kid": 4.0}]
+    assert [r["kid"] for r in tq.merge_rows(old, new)] == [1.0, 3.0, 4.0]
+    assert tq.merge_rows([], new) == new
+
+
+def test_bench_langevin_step_section(tmp_path):
+    """bench/bench_langevin_step.py: four rows, copy_ is the 100 % reference, the section lands in --md."""
+    script = _load_bench_script("bench_langevin_step")
+    md, js = tmp_path / "RESULTS.md", tmp_path / "out.json"
+    md.write_text("# results\n\n## other section\n\nkept\n")
+    script.main(["--numel", "4096", "--reps", "2", "--threads", "1", "--md", str(md), "--json", str(js)])
+    rows = json.loads(js.read_text())["rows"]
+    assert [r["impl"].split()[0] for r in rows] == ["copy_", "fused", "fused", "eager"]
+    assert rows[0]["of_copy"] == 1.0 and all(r["gb_s"] > 0 and r["bytes"] in (8 * 4096, 12 * 4096) for r in rows)
+    text = md.read_text()
+    assert "## other section\n\nkept" in text and "## CPU: langevin_step on 4,096 float32 elements" in text
