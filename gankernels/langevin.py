@@ -28,7 +28,6 @@ calls get independent noise.  Memory: O((N + M) D).  Limits: not differentiable
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence
 
 import torch
