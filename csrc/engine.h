@@ -101,6 +101,11 @@ struct Job {
   // inputs, contiguous, in the accumulation type
   const T* X = nullptr;
   const T* Y = nullptr;  // == X in self mode
+  // Radial kernels: X and Y are shifted by one common point (translation invariance keeps every output);
+  // X0 / Y0 are the unshifted points, used for the pairs that are computed by exact differences.
+  // Null: the same as X / Y.
+  const T* X0 = nullptr;
+  const T* Y0 = nullptr;
   int64_t N = 0, M = 0, D = 0;
   bool self = false;
   // sum
@@ -129,23 +134,44 @@ struct Outputs {
 template <typename T>
 struct Scratch {
   std::vector<T> z, v, d1, d2, tmp, p, q, w, hy, yt, rs;
+  std::vector<int32_t> close;  // radial: flat indices i * bj + j of the tile's close pairs (see tile_z)
+  std::vector<T> cw;           // the weights of the close pairs, taken out of a coefficient tile
   explicit Scratch(int64_t D) {
     const int64_t t = kTileI * kTileJ;
     z.resize(t); v.resize(t); d1.resize(t); d2.resize(t); tmp.resize(t);
     p.resize(t); q.resize(t); w.resize(t); hy.resize(t);
     yt.resize(kTileJ * std::max<int64_t>(D, 1));
     rs.resize(std::max(kTileI, kTileJ));
+    close.reserve(std::max(kTileI, kTileJ));
   }
 };
 
-// z_ij for a tile (ldz = bj).
+// Pairs whose squared distance is below kClose times |a|^2 + |b|^2 (of the shifted points) are "close":
+// there the expansion |a|^2 + |b|^2 - 2 a.b and the factored flow 2 a sum_j w_j - 2 sum_j w_j b_j lose
+// more than a few bits to cancellation, so tile_z recomputes their z from exact differences of the
+// unshifted points and the flows add their terms pair by pair (take_close / add_close_terms).  Self
+// pairs and duplicates (z = 0) are always close, so their zero flow is exactly zero.
+template <typename T> constexpr T close_ratio() { return sizeof(T) == 4 ? T(1e-3) : T(1e-6); }
+
+template <typename T>
+inline T exact_sqdist(const T* a, const T* b, int64_t D) {
+  T acc = T(0);
+  for (int64_t d = 0; d < D; ++d) { const T u = a[d] - b[d]; acc += u * u; }
+  return acc;
+}
+
+// z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
 template <typename T>
 void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, int64_t i0, int64_t bi,
             int64_t j0, int64_t bj, Scratch<T>& s) {
   const int64_t D = job.D;
   const T* Xi = job.X + i0 * D;
   const T* Yj = job.Y + j0 * D;
+  const T* X0i = (job.X0 ? job.X0 : job.X) + i0 * D;
+  const T* Y0j = (job.Y0 ? job.Y0 : job.Y) + j0 * D;
+  const bool radial = fam.radial();
   T* z = s.z.data();
+  s.close.clear();
   if (D <= kSmallD) {
     T* yt = s.yt.data();  // [D, bj]
     for (int64_t j = 0; j < bj; ++j)
@@ -156,41 +182,66 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
       for (int64_t d = 0; d < D; ++d) {
         const T a = Xi[i * D + d];
         const T* yr = yt + d * bj;
-        if (fam.radial()) {
+        if (radial) {
           for (int64_t j = 0; j < bj; ++j) { const T u = a - yr[j]; zr[j] += u * u; }
         } else {
           for (int64_t j = 0; j < bj; ++j) zr[j] += a * yr[j];
         }
       }
     }
-    return;
+  } else {
+    mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
+    if (radial)
+      for (int64_t i = 0; i < bi; ++i) {
+        T* zr = z + i * bj;
+        const T a = xn[i0 + i];
+        const T* b = yn + j0;
+        for (int64_t j = 0; j < bj; ++j) {
+          const T e = a + b[j] - T(2) * zr[j];
+          zr[j] = e < T(0) ? T(0) : e;  // NaN-preserving clamp
+        }
+      }
   }
-  mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
-  if (fam.radial()) {
-    // The expansion loses the small distances to cancellation (absolute error ~ eps (|a|^2 + |b|^2)).
-    // Pairs closer than kClose of that scale are recomputed exactly from differences -- rare, and it
-    // keeps coincident points at z = 0 exactly, which the kinks of Laplacian / Energy / Polyharmonic need.
-    const T kClose = sizeof(T) == 4 ? T(1e-3) : T(1e-6);
-    for (int64_t i = 0; i < bi; ++i) {
-      T* zr = z + i * bj;
-      const T a = xn[i0 + i];
-      const T* b = yn + j0;
-      int64_t close = 0;
-      for (int64_t j = 0; j < bj; ++j) {
-        const T e = a + b[j] - T(2) * zr[j];
-        close += e < kClose * (a + b[j]);
-        zr[j] = e < T(0) ? T(0) : e;  // NaN-preserving clamp
-      }
-      if (close == 0) continue;
-      const T* xr = Xi + i * D;
-      for (int64_t j = 0; j < bj; ++j) {
-        if (!(zr[j] < kClose * (a + b[j]))) continue;
-        const T* yr = Yj + j * D;
-        T acc = T(0);
-        for (int64_t d = 0; d < D; ++d) { const T u = xr[d] - yr[d]; acc += u * u; }
-        zr[j] = acc;
-      }
+  if (!radial) return;
+  // Close pairs (and NaN / inf from overflowing norms, which fail the comparison) get exact z.
+  const T kClose = close_ratio<T>();
+  for (int64_t i = 0; i < bi; ++i) {
+    T* zr = z + i * bj;
+    const T a = xn[i0 + i];
+    const T* b = yn + j0;
+    int64_t close = 0;
+    for (int64_t j = 0; j < bj; ++j) close += !(zr[j] > kClose * (a + b[j]));
+    if (close == 0) continue;
+    for (int64_t j = 0; j < bj; ++j) {
+      if (zr[j] > kClose * (a + b[j])) continue;
+      zr[j] = exact_sqdist(X0i + i * D, Y0j + j * D, D);
+      s.close.push_back(static_cast<int32_t>(i * bj + j));
     }
+  }
+}
+
+// Moves the close pairs' entries of the coefficient tile W [bi x bj] into s.cw (W keeps zeros there).
+template <typename T>
+void take_close(T* W, Scratch<T>& s) {
+  s.cw.resize(s.close.size());
+  for (size_t k = 0; k < s.close.size(); ++k) {
+    s.cw[k] = W[s.close[k]];
+    W[s.close[k]] = T(0);
+  }
+}
+
+// The close pairs' flow terms by exact differences: row side out_i += 2 w_ij (x_i - y_j),
+// column side (col = true) out_j += 2 w_ij (y_j - x_i); X0 / Y0 are the tile's unshifted rows.
+template <typename T>
+void add_close_terms(const Scratch<T>& s, int64_t bj, bool col, const T* X0, const T* Y0, int64_t D, T* out) {
+  for (size_t k = 0; k < s.close.size(); ++k) {
+    const T w = T(2) * s.cw[k];
+    if (w == T(0)) continue;
+    const int64_t i = s.close[k] / bj, j = s.close[k] % bj;
+    const T* a = col ? Y0 + j * D : X0 + i * D;
+    const T* b = col ? X0 + i * D : Y0 + j * D;
+    T* o = out + (col ? j : i) * D;
+    for (int64_t d = 0; d < D; ++d) o[d] += w * (a[d] - b[d]);
   }
 }
 
@@ -304,22 +355,33 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
               o.sum_col + j0 * C + c, C);
     }
   }
+  // Originals for exact terms (kinked families sum every pair exactly; the others only the close pairs).
+  const T* X0i = (job.X0 ? job.X0 : job.X) + i0 * D;
+  const T* Y0j = (job.Y0 ? job.Y0 : job.Y) + j0 * D;
+  const bool kinked = fam.kinked();
+  const bool split = radial && !kinked && !s.close.empty();
   if (want_flow) {
     T* w = s.w.data();
     const T* d1 = s.d1.data();
     if (job.flow_ar) {
       pair_weights(job.flow_ar, job.flow_br, job.Cf, i0, bi, j0, bj, w);
       for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
+      if (split) take_close(w, s);
       // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
-      flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data(), fam.kinked());
+      if (kinked) flow_update(w, bi, bj, false, radial, X0i, Y0j, D, o.flow_row + i0 * D, s.rs.data(), true);
+      else flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data());
+      if (split) add_close_terms(s, bj, false, X0i, Y0j, D, o.flow_row + i0 * D);
     }
     if (job.flow_ac && mirror) {
       if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) {
         pair_weights(job.flow_ac, job.flow_bc, job.Cf, i0, bi, j0, bj, w);
         for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
+        if (split) take_close(w, s);
       }
       // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
-      flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data(), fam.kinked());
+      if (kinked) flow_update(w, bi, bj, true, radial, Y0j, X0i, D, o.flow_col + j0 * D, s.rs.data(), true);
+      else flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data());
+      if (split) add_close_terms(s, bj, true, X0i, Y0j, D, o.flow_col + j0 * D);
     }
   }
   if (want_hvp) {
@@ -337,12 +399,22 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
     } else {
       mm<T>(false, true, bi, bj, D, T(1), Hi, D, Yj, D, T(0), hy, bj);
     }
-    if (radial)
+    if (radial) {
       for (int64_t i = 0; i < bi; ++i) {
         const T hxi = hx[i0 + i];
         T* r = hy + i * bj;
         for (int64_t j = 0; j < bj; ++j) r[j] = T(2) * (hxi - r[j]);
       }
+      // close pairs: h_ij = 2 h_i . (x_i - y_j) from exact differences
+      for (int32_t t : s.close) {
+        const int64_t i = t / bj, j = t % bj;
+        const T* hr = Hi + i * D;
+        const T *a = X0i + i * D, *b = Y0j + j * D;
+        T acc = T(0);
+        for (int64_t d = 0; d < D; ++d) acc += hr[d] * (a[d] - b[d]);
+        hy[t] = T(2) * acc;
+      }
+    }
     // now hy holds h_ij = h_i . grad_1 z_ij
     T* p = s.p.data();
     pair_weights(job.hvp_a, job.hvp_b, C, i0, bi, j0, bj, p);
@@ -358,10 +430,13 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
       T* c = s.q.data();   // c_ij = p phi'' h
       T* dd = s.tmp.data();  // d_ij = p phi'
       for (int64_t t = 0; t < n; ++t) { c[t] = p[t] * d2[t] * hy[t]; dd[t] = p[t] * d1[t]; }
+      if (split) take_close(c, s);
       if (job.hvp_x) {
         T* gx = o.gx + i0 * D;
         // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
-        flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data(), fam.kinked());
+        if (kinked) flow_update(c, bi, bj, false, radial, X0i, Y0j, D, gx, s.rs.data(), true);
+        else flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data());
+        if (split) add_close_terms(s, bj, false, X0i, Y0j, D, gx);
         if (radial) {
           for (int64_t i = 0; i < bi; ++i) {
             T acc = T(0);
@@ -374,7 +449,9 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T*
       if (job.hvp_y) {
         T* gy = o.gy + j0 * D;
         // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
-        flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data(), fam.kinked());
+        if (kinked) flow_update(c, bi, bj, true, radial, Y0j, X0i, D, gy, s.rs.data(), true);
+        else flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data());
+        if (split) add_close_terms(s, bj, true, X0i, Y0j, D, gy);
         mm<T>(true, false, bj, D, bi, radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
       }
     }
@@ -397,7 +474,7 @@ void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_ou
 
   // norms and h.x, computed once
   std::vector<T> xn, yn, hx;
-  if (fam.radial() && D > kSmallD) {
+  if (fam.radial()) {  // squared norms of the (shifted) points: the expansion and the close-pair test
     xn.resize(N);
     for (int64_t i = 0; i < N; ++i) {
       T a = 0;

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <array>
+#include <cmath>
 #include <tuple>
 
 #include "engine.h"
@@ -21,12 +22,32 @@ namespace {
 
 struct Prepared {
   at::ScalarType acc;
-  at::Tensor x, y;  // y undefined in self mode
+  at::Tensor x, y;    // in the accumulation type; radial kernels: shifted by the common centre (shift_radial)
+  at::Tensor x0, y0;  // unshifted (for exact differences); y, y0 undefined in self mode
   int64_t N, M, D;
   bool self;
 };
 
-Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y) {
+// Radial kernels depend on x - y only: shifting both sets by their common mean c changes no output but
+// keeps the |a|^2 + |b|^2 - 2 a.b expansion and the factored flows accurate far from the origin.  The
+// shift is applied only where it pays (|c|^2 above the mean squared distance to c: the rounding of
+// x - c is then small against what the expansion would lose), and only if c is finite.
+void shift_radial(Prepared& p, int64_t family) {
+  p.x0 = p.x;
+  p.y0 = p.y;
+  if (!is_radial(family)) return;
+  const double count = static_cast<double>(p.self ? p.N : p.N + p.M);
+  at::Tensor total = p.self ? p.x.sum(0) : p.x.sum(0) + p.y.sum(0);
+  at::Tensor sq = p.self ? p.x.square().sum() : p.x.square().sum() + p.y.square().sum();
+  at::Tensor c = total / count;
+  const double c2 = c.square().sum().item<double>();
+  const double spread2 = sq.item<double>() / count - c2;
+  if (!std::isfinite(c2) || !std::isfinite(spread2) || c2 <= spread2) return;
+  p.x = p.x - c;
+  if (!p.self) p.y = p.y - c;
+}
+
+Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y, int64_t family) {
   check_points(x, "x");
   Prepared p;
   p.acc = acc_type(x);
@@ -43,6 +64,7 @@ Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y) {
     p.y = prep(*y, p.acc);
     p.M = y->size(0);
   }
+  shift_radial(p, family);
   return p;
 }
 
@@ -51,6 +73,8 @@ Job<T> base_job(const Prepared& p) {
   Job<T> job;
   job.X = p.x.data_ptr<T>();
   job.Y = p.self ? job.X : p.y.data_ptr<T>();
+  job.X0 = p.x0.data_ptr<T>();
+  job.Y0 = p.self ? job.X0 : p.y0.data_ptr<T>();
   job.N = p.N;
   job.M = p.M;
   job.D = p.D;
@@ -63,7 +87,7 @@ T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 
 at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& w, int64_t family,
                     at::ArrayRef<double> params) {
-  Prepared p = prepare(x, y);
+  Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   at::Tensor wa = prep(w, p.acc);
   const int64_t C = w.size(1);
@@ -86,7 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
                                                                  const at::Tensor& w, int64_t family,
                                                                  at::ArrayRef<double> params,
                                                                  std::array<bool, 3> mask) {
-  Prepared p = prepare(x, y);
+  Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   check_rows(grad, p.N, "grad");
   TORCH_CHECK_VALUE(grad.size(1) == w.size(1), "grad and w must have the same number of columns");
@@ -147,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
 
 at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
                      const at::Tensor& b, int64_t family, at::ArrayRef<double> params) {
-  Prepared p = prepare(x, y);
+  Prepared p = prepare(x, y, family);
   check_rows(a, p.N, "a");
   check_rows(b, p.M, "b");
   TORCH_CHECK_VALUE(a.size(1) == b.size(1), "a and b must have the same number of columns");
@@ -173,7 +197,7 @@ at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, co
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
     const at::Tensor& b, int64_t family, at::ArrayRef<double> params, std::array<bool, 4> mask) {
-  Prepared p = prepare(x, y);
+  Prepared p = prepare(x, y, family);
   check_rows(a, p.N, "a");
   check_rows(b, p.M, "b");
   check_rows(grad, p.N, "grad");
