@@ -15,7 +15,7 @@ $(VPY):
 
 $(STAMP): $(VPY) Makefile
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q "torch==2.13.0" numpy ninja pytest setuptools wheel triton torchmetrics matplotlib scikit-learn pytest-benchmark
+	$(VPY) -m pip install -q "torch==2.13.0" numpy ninja pytest hypothesis setuptools wheel triton torchmetrics matplotlib scikit-learn pytest-benchmark
 	touch $(STAMP)
 
 build: $(STAMP) $(SOURCES)

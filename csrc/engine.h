@@ -151,7 +151,15 @@ struct Scratch {
 // more than a few bits to cancellation, so tile_z recomputes their z from exact differences of the
 // unshifted points and the flows add their terms pair by pair (take_close / add_close_terms).  Self
 // pairs and duplicates (z = 0) are always close, so their zero flow is exactly zero.
-template <typename T> constexpr T close_ratio() { return sizeof(T) == 4 ? T(1e-3) : T(1e-6); }
+template <typename T> constexpr T close_ratio() { return T(1) / T(16); }
+
+// |a|^2 accumulated in double.
+template <typename T>
+inline double sqnorm(const T* a, int64_t D) {
+  double s = 0.0;
+  for (int64_t d = 0; d < D; ++d) s += static_cast<double>(a[d]) * static_cast<double>(a[d]);
+  return s;
+}
 
 template <typename T>
 inline T exact_sqdist(const T* a, const T* b, int64_t D) {
@@ -162,7 +170,7 @@ inline T exact_sqdist(const T* a, const T* b, int64_t D) {
 
 // z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
 template <typename T>
-void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, int64_t i0, int64_t bi,
+void tile_z(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, int64_t i0, int64_t bi,
             int64_t j0, int64_t bj, Scratch<T>& s) {
   const int64_t D = job.D;
   const T* Xi = job.X + i0 * D;
@@ -191,14 +199,15 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
     }
   } else {
     mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
-    if (radial)
+    if (radial)  // the norms are exact-ish doubles and the sum is formed in double: the dot products'
+                 // rounding is the only cancellation error left
       for (int64_t i = 0; i < bi; ++i) {
         T* zr = z + i * bj;
-        const T a = xn[i0 + i];
-        const T* b = yn + j0;
+        const double a = xn[i0 + i];
+        const double* b = yn + j0;
         for (int64_t j = 0; j < bj; ++j) {
-          const T e = a + b[j] - T(2) * zr[j];
-          zr[j] = e < T(0) ? T(0) : e;  // NaN-preserving clamp
+          const double e = a + b[j] - 2.0 * static_cast<double>(zr[j]);
+          zr[j] = static_cast<T>(e < 0.0 ? 0.0 : e);  // NaN-preserving clamp
         }
       }
   }
@@ -207,13 +216,13 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, i
   const T kClose = close_ratio<T>();
   for (int64_t i = 0; i < bi; ++i) {
     T* zr = z + i * bj;
-    const T a = xn[i0 + i];
-    const T* b = yn + j0;
+    const T a = static_cast<T>(xn[i0 + i]);
+    const double* b = yn + j0;
     int64_t close = 0;
-    for (int64_t j = 0; j < bj; ++j) close += !(zr[j] > kClose * (a + b[j]));
+    for (int64_t j = 0; j < bj; ++j) close += !(zr[j] > kClose * (a + static_cast<T>(b[j])));
     if (close == 0) continue;
     for (int64_t j = 0; j < bj; ++j) {
-      if (zr[j] > kClose * (a + b[j])) continue;
+      if (zr[j] > kClose * (a + static_cast<T>(b[j]))) continue;
       zr[j] = exact_sqdist(X0i + i * D, Y0j + j * D, D);
       s.close.push_back(static_cast<int32_t>(i * bj + j));
     }
@@ -328,7 +337,7 @@ void flow_update(const T* W, int64_t bi, int64_t bj, bool transposed, bool radia
 }
 
 template <typename T>
-void process_tile(const Job<T>& job, const Family<T>& fam, const T* xn, const T* yn, const T* hx, int64_t i0,
+void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, const T* hx, int64_t i0,
                   int64_t bi, int64_t j0, int64_t bj, bool mirror, Scratch<T>& s, const Outputs<T>& o) {
   const int64_t D = job.D;
   const bool radial = fam.radial();
@@ -473,22 +482,15 @@ void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_ou
   if (tiles.empty()) return;
 
   // norms and h.x, computed once
-  std::vector<T> xn, yn, hx;
+  std::vector<double> xn, yn;
+  std::vector<T> hx;
   if (fam.radial()) {  // squared norms of the (shifted) points: the expansion and the close-pair test
     xn.resize(N);
-    for (int64_t i = 0; i < N; ++i) {
-      T a = 0;
-      for (int64_t d = 0; d < D; ++d) a += job.X[i * D + d] * job.X[i * D + d];
-      xn[i] = a;
-    }
+    for (int64_t i = 0; i < N; ++i) xn[i] = sqnorm(job.X + i * D, D);
     if (job.self) yn = xn;
     else {
       yn.resize(M);
-      for (int64_t j = 0; j < M; ++j) {
-        T a = 0;
-        for (int64_t d = 0; d < D; ++d) a += job.Y[j * D + d] * job.Y[j * D + d];
-        yn[j] = a;
-      }
+      for (int64_t j = 0; j < M; ++j) yn[j] = sqnorm(job.Y + j * D, D);
     }
   }
   if (job.H && fam.radial()) {

@@ -116,7 +116,7 @@ template <typename T>
 struct ScoreProblem {
   Job<T> job;             // X: shifted queries [N, D], Y: shifted centres [M, D]
   Family<T> fam;          // a Gaussian: tile_z only asks whether the family is radial
-  std::vector<T> xn, yn;  // squared norms: the tile GEMM expansion and tile_z's close-pair test
+  std::vector<double> xn, yn;  // squared norms: the tile GEMM expansion and tile_z's close-pair test
   const T* logw = nullptr;  // [M] or null (all weights 1)
   T sigma;
 
@@ -127,14 +127,9 @@ struct ScoreProblem {
     job.N = N;
     job.M = M;
     job.D = D;
-    xn.assign(N, T(0));
+    xn.assign(N, 0.0);
     yn.resize(M);
     for (int64_t j = 0; j < M; ++j) yn[j] = sqnorm(Y + j * D, D);
-  }
-  static T sqnorm(const T* a, int64_t D) {
-    T s = T(0);
-    for (int64_t d = 0; d < D; ++d) s += a[d] * a[d];
-    return s;
   }
   void refresh_norms(int64_t i0, int64_t bi) {  // rows of X may have moved (Langevin)
     for (int64_t i = i0; i < i0 + bi; ++i) xn[i] = sqnorm(job.X + i * job.D, job.D);
@@ -380,7 +375,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> smoothed_score_backward_cpu(
   AT_DISPATCH_FLOATING_TYPES(acc, "smoothed_score_backward_cpu", [&] {
     using T = scalar_t;
     ScoreProblem<T> sp(sh.x.data_ptr<T>(), sh.y.data_ptr<T>(), N, M, D, T(sigma));
-    for (int64_t i = 0; i < N; ++i) sp.xn[i] = ScoreProblem<T>::sqnorm(sp.job.X + i * D, D);
+    for (int64_t i = 0; i < N; ++i) sp.xn[i] = sqnorm(sp.job.X + i * D, D);
     const int64_t nI = (N + kTileI - 1) / kTileI;
     const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nI));
     const int64_t chunk = (nI + threads - 1) / threads;

@@ -59,8 +59,11 @@ Limits:
   when ``torch.backends.cuda.matmul.allow_tf32`` is set; otherwise IEEE fp32.
   fp16 / bf16 distances use native half-precision dots with fp32 accumulation.
   With TF32 ``z`` carries ~1e-3 relative error of ``|a|^2 + |b|^2``.
-* The expansion loses precision for nearly coincident, far-from-origin points
-  (as in the CPU engine); only exact self-mode diagonals are snapped to 0.
+* Radial kernels run on x and y shifted by their common mean (where the offset
+  dominates the spread), and self pairs have exactly zero flow; but unlike the
+  CPU engine, near-duplicate pairs of distinct points are not recomputed from
+  exact differences, so their z and flow terms carry the expansion's rounding
+  (absolute error ~ eps (|a|^2 + |b|^2) of the shifted points).
 * CPU tensors are supported only under ``TRITON_INTERPRET=1`` (tests).
 """
 from __future__ import annotations
@@ -277,6 +280,8 @@ if HAS_TRITON:
                 p = _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_C)
                 _f0, f1, _f2 = _phi(z, P, NP, IP, FAMILY, False, True, False)
                 s = tl.where(mj[None, :], p * f1, 0.0)
+                if RADIAL and SELF:  # a self pair's flow 2 phi'(0) (x_i - x_i) is exactly 0
+                    s = tl.where(ri[:, None] == rj[None, :], 0.0, s)
                 v = tl.load(Q + rj[:, None] * s_q + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
                 if RADIAL:
                     rsum += tl.sum(s, 1)
@@ -354,12 +359,14 @@ if HAS_TRITON:
             if RADIAL:
                 z = rn[:, None] + qn[None, :] - 2.0 * xy
                 z = tl.where(z < 0.0, 0.0, z)  # NaN-preserving clamp
-                if SELF:
-                    z = tl.where(ri[:, None] == rj[None, :], z * 0.0, z)
                 if SIDE == 0:
                     hij = 2.0 * (hs_r[:, None] - hd)
                 else:
                     hij = 2.0 * (hs_q[None, :] - hd)
+                if SELF:  # self pairs: z = 0 and h . (x_i - x_i) = 0 exactly (NaN kept)
+                    diag = ri[:, None] == rj[None, :]
+                    z = tl.where(diag, z * 0.0, z)
+                    hij = tl.where(diag, hij * 0.0, hij)
             else:
                 z = xy
                 hij = hd
@@ -592,19 +599,38 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, side, self_mo
     )
 
 
-def _prepare(x, y):
+def _prepare(x, y, family):
     if x.dim() != 2:
         raise ValueError(f"x must be 2-D [points, dim], got shape {tuple(x.shape)}")
     dtype = x.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"x must be a floating tensor, got {dtype}")
     cfg = _Cfg(x)
+    if y is not None and (y.dim() != 2 or y.size(1) != x.size(1)):
+        raise ValueError(f"x and y must be 2-D with the same dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x, y = _shift_radial(int(family), x, y)
     xr = _rows(x, dtype)
     if y is None:
         return cfg, dtype, xr, xr, True
-    if y.dim() != 2 or y.size(1) != x.size(1):
-        raise ValueError(f"x and y must be 2-D with the same dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
     return cfg, dtype, xr, _rows(y, dtype), False
+
+
+def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
+    """Radial kernels: x and y shifted by their common mean c where |c|^2 exceeds the mean squared
+    distance to c (translation invariance; keeps the expansion and the factored flows accurate far
+    from the origin).  Computed in the accumulation dtype, without a host synchronisation."""
+    if fam in _DOT_FAMILIES:
+        return x, y
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    parts = [x.to(acc)] if y is None else [x.to(acc), y.to(acc)]
+    count = sum(t.shape[0] for t in parts)
+    c = sum(t.sum(0) for t in parts) / count
+    c2 = (c * c).sum()
+    spread2 = sum((t * t).sum() for t in parts) / count - c2
+    use = torch.isfinite(c2) & torch.isfinite(spread2) & (c2 > spread2)
+    c = torch.where(use, c, torch.zeros_like(c))
+    xs = (parts[0] - c).to(x.dtype)
+    return xs, None if y is None else (parts[1] - c).to(y.dtype)
 
 
 def _empty(rows, cols, like, dtype):
@@ -617,7 +643,7 @@ def _empty(rows, cols, like, dtype):
 def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
          params: Sequence[float]) -> torch.Tensor:
     """out[N, C] = sum_j k(x_i, y_j) w_jc."""
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     wr = _rows(w, dtype)
@@ -631,7 +657,7 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
 def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
                   params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D] or [0, D] in self mode, gw [M, C]) of L = sum g * ksum(x, y, w)."""
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     gr = _rows(g, dtype)
@@ -663,7 +689,7 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
 def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor, family: int,
           params: Sequence[float]) -> torch.Tensor:
     """out[N, D] = sum_j (a_i . b_j) grad_1 k(x_i, y_j)."""
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     ar = _rows(a, dtype)
@@ -677,7 +703,7 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
                    b: torch.Tensor, family: int, params: Sequence[float], mask: Sequence[bool]
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx, gy, ga, gb) of L = sum_i h_i . kflow(x, y, a, b)_i; self mode: gx total, gy [0, D]."""
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y)
+    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     hr = _rows(h, dtype)
