@@ -6,8 +6,10 @@
   terms, the gradient penalty and the flow-following loss against direct formulas.
 * Each recipe: a few steps with finite losses, and a run stopped after a checkpoint and
   resumed reaches bitwise the same weights as the uninterrupted run (same seed, CPU).
-* Bad input (unknown recipe / divergence, wrong data file, corrupt or missing
-  checkpoint): a ConfigError / one-line CLI error, and no file is changed.
+* Bad input (unknown recipe / divergence, wrong data file, corrupt, tampered or missing
+  checkpoint, bad sample flags): a ConfigError / one-line CLI error, and no file is changed.
+* Files (issue 13): a run never writes over a file it did not create; a killed and resumed
+  run writes the same metrics.jsonl as the uninterrupted one; metrics.jsonl is strict JSON.
 Shapes are tiny (batch 64, width 32) so the whole file runs in seconds.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 import zlib
 
 import numpy as np
@@ -26,6 +29,7 @@ from gankernels.__main__ import main as cli_main
 from gankernels.train import ConfigError, RunConfig, load_data, resume, sample, train
 from gankernels.train import losses as L
 from gankernels.train.data import grid_modes, ring_modes
+from gankernels.train.loop import checkpoint_digest
 from gankernels.train.metrics import histogram_kl, mode_metrics
 from gankernels.train.picture import render, write_png
 
@@ -180,6 +184,7 @@ def _save(path, array):
     (lambda d: (torch.save({"x": torch.ones(50, 2)}, d / "dict.pt"), str(d / "dict.pt"))[1], "one tensor"),
     (lambda d: ((d / "junk.pt").write_bytes(b"not a tensor"), str(d / "junk.pt"))[1], "cannot read"),
     (lambda d: str(d / "missing.npy"), "no such file"),
+    (lambda d: _save(d / "same.npy", np.tile(np.float32([1, 2]), (50, 1))), "rows are equal"),
     (lambda d: "ring9", "unknown dataset"),
 ])
 def test_bad_data_files(tmp_path, bad, what):
@@ -411,6 +416,7 @@ def test_gpu_run_on_a_cpu_only_machine(tmp_path):
     ckpt = out / "checkpoint.pt"
     state = torch.load(ckpt, weights_only=True)
     state["config"]["device"] = "cuda"                        # as written by a run with --device cuda
+    state["sha256"] = checkpoint_digest(state)
     torch.save(state, ckpt)
     before = _snapshot(out)
     for call in (lambda: resume(str(out), progress=False), lambda: sample(str(out))):
@@ -472,3 +478,180 @@ def test_report_names_the_command(tmp_path):
     report = (out / "report.md").read_text()
     assert "--recipe fgan --data ring8 --batch 64 --steps 1 --seed 0" in report and "--divergence js" in report
     assert "| 1 |" in report and "samples/step_0000001.png" in report
+
+
+# ------------------------------------------------------------------ issue 13: nothing lost, nothing overwritten
+
+def _tiny_train(out, *extra):
+    return ["train", "--recipe", "flow-gan", "--data", "ring8", "--batch", "16", "--steps", "1", "--hidden", "8",
+            "--out", str(out), "--quiet", *extra]
+
+
+def _one_error(capsys, command, *words):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"gankernels {command}: error: "), err
+    assert "Traceback" not in err and "\x1b" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def test_new_run_never_writes_over_other_files(tmp_path, capsys):
+    """A non-empty folder that is not a run is refused; with --allow-nonempty-out the run goes beside
+    the files there, stops before writing if one of its names is taken, and resume keeps working."""
+    mine = tmp_path / "mine"
+    (mine / "samples").mkdir(parents=True)
+    (mine / "config.json").write_text('{"mine": true}\n')
+    (mine / "report.md").write_text("my notes\n")
+    before = _snapshot(mine)
+    assert cli_main(_tiny_train(mine)) == 2
+    _one_error(capsys, "train", "not empty", "--allow-nonempty-out")
+    assert cli_main(_tiny_train(mine, "--allow-nonempty-out")) == 2
+    _one_error(capsys, "train", "config.json, report.md", "did not create")
+    assert _snapshot(mine) == before and not (mine / "gankernels-run.json").exists()
+
+    (mine / "config.json").rename(mine / "my_config.json")
+    (mine / "report.md").rename(mine / "samples" / "my_notes.md")
+    before = _snapshot(mine)
+    assert cli_main(_tiny_train(mine, "--allow-nonempty-out")) == 0
+    capsys.readouterr()
+    assert all(_snapshot(mine)[p] == b for p, b in before.items())           # the user's files are untouched
+    listed = set(json.loads((mine / "gankernels-run.json").read_text())["files"])
+    assert {"config.json", "report.md", "checkpoint.pt", "samples/step_0000001.png"} <= listed
+    assert not listed & {"my_config.json", "samples/my_notes.md"}
+    assert cli_main(["train", "--resume", "--steps", "2", "--out", str(mine), "--quiet"]) == 0   # resume still works
+    capsys.readouterr()
+    assert all(_snapshot(mine)[p] == b for p, b in before.items())
+    assert [json.loads(line)["step"] for line in open(mine / "metrics.jsonl")] == [1, 2]
+
+    (mine / "samples" / "step_0000003.png").write_bytes(b"the user's picture")   # a name the resumed run needs
+    before = _snapshot(mine)
+    assert cli_main(["train", "--resume", "--steps", "3", "--out", str(mine), "--quiet"]) == 2
+    _one_error(capsys, "train", "samples/step_0000003.png")
+    assert _snapshot(mine) == before
+    assert cli_main(["train", "--resume", "--allow-nonempty-out", "--out", str(mine)]) == 2
+    _one_error(capsys, "train", "--allow-nonempty-out")
+
+
+def _flip_optimizer_bytes(ckpt, n=64):
+    """XOR n bytes inside the stored bytes of one of Adam's moment tensors."""
+    moment = torch.load(ckpt, weights_only=True)["recipe"]["optims"]["G"]["state"][0]["exp_avg_sq"]
+    blob = moment.numpy().tobytes()
+    raw = bytearray(ckpt.read_bytes())
+    at = raw.find(blob)
+    assert len(blob) >= n and at >= 0 and raw.find(blob, at + 1) < 0
+    for i in range(at, at + n):
+        raw[i] ^= 0x5A
+    ckpt.write_bytes(bytes(raw))
+    return moment
+
+
+def test_flipped_bytes_in_a_checkpoint_are_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_cfg("fgan", {}, 2), str(out), progress=False, use_matplotlib=False)
+    moment = _flip_optimizer_bytes(out / "checkpoint.pt")
+    damaged = torch.load(out / "checkpoint.pt", weights_only=True)   # torch.load itself does not notice
+    assert not torch.equal(damaged["recipe"]["optims"]["G"]["state"][0]["exp_avg_sq"], moment)
+    before = _snapshot(out)
+    for argv in (["train", "--resume", "--steps", "3", "--out", str(out), "--quiet"],
+                 ["sample", "--run", str(out), "--n", "50"]):
+        assert cli_main(argv) == 2, argv
+        _one_error(capsys, argv[0], "checkpoint.pt", "sha256")
+    assert _snapshot(out) == before
+
+
+class _Killed(BaseException):
+    """Stands for kill -9: nothing in the trainer catches it."""
+
+
+def _metric_rows(folder):
+    """metrics.jsonl without the wall-clock field (NaN read as None, so rows compare by value)."""
+    with open(folder / "metrics.jsonl") as f:
+        return [{k: v for k, v in json.loads(line, parse_constant=lambda c: None).items() if k != "time_s"}
+                for line in f]
+
+
+def test_killed_and_resumed_run_writes_the_same_metrics(tmp_path, monkeypatch):
+    """Evaluations every 3 steps, checkpoints every 2: killed just after the checkpoint of step 4, the run
+    has summed the losses of step 4 for the evaluation at step 6; resumed, it writes the straight run's lines."""
+    from gankernels.train import loop
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train(_cfg("fgan", {}, 7, eval_every=3, ckpt_every=2), str(straight), progress=False, use_matplotlib=False)
+    save = loop.save_checkpoint
+
+    def save_then_die(path, cfg, recipe, step, *args):
+        save(path, cfg, recipe, step, *args)
+        if step == 4:
+            raise _Killed
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        train(_cfg("fgan", {}, 7, eval_every=3, ckpt_every=2), str(killed), progress=False, use_matplotlib=False)
+    monkeypatch.undo()
+    assert [r["step"] for r in _metric_rows(killed)] == [3] and _weights(killed)[0] == 4
+    resume(str(killed), progress=False, use_matplotlib=False)
+    assert [r["step"] for r in _metric_rows(straight)] == [3, 6, 7]
+    assert _metric_rows(killed) == _metric_rows(straight)
+    for name in ("samples.npy", "samples/step_0000006.png", "samples/step_0000007.png", "config.json"):
+        assert (killed / name).read_bytes() == (straight / name).read_bytes(), name
+
+
+def _strict_json(line):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_metrics_are_strict_json(tmp_path, monkeypatch, capsys):
+    """NaN and +-infinity are written as null (metrics.jsonl and the JSON printed by train / sample)."""
+    from gankernels.train import loop
+
+    evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {**evaluate(*a, **k), "kl": math.nan, "kid": math.inf,
+                                                           "mmd2": -math.inf})
+    out = tmp_path / "run"
+    assert cli_main(_tiny_train(out, "--steps", "2", "--eval-every", "1")) == 0
+    printed = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["step"] == 2 and printed["kid"] is None
+    rows = [_strict_json(line) for line in open(out / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["kl"] is None and r["kid"] is None and r["mmd2"] is None for r in rows)
+    assert cli_main(["train", "--resume", "--steps", "3", "--out", str(out), "--quiet"]) == 0   # reads nulls back
+    assert [_strict_json(line)["step"] for line in open(out / "metrics.jsonl")] == [1, 2, 3]
+    assert "| n/a |" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert cli_main(["sample", "--run", str(out), "--n", "50"]) == 0
+    assert _strict_json(capsys.readouterr().out.strip().splitlines()[0])["kid"] is None
+
+
+def test_more_cli_errors_are_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_cfg("flow-gan", {}, 1), str(run), progress=False, use_matplotlib=False)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    same = _save(tmp_path / "same.npy", np.ones((50, 2), np.float32))
+    (tmp_path / "pickled").mkdir()
+    torch.save({"format": "gankernels.train/2", "net": torch.nn.Linear(2, 2)}, tmp_path / "pickled" / "checkpoint.pt")
+    refine = ["sample", "--run", str(run), "--n", "50", "--refine", "kernel-langevin"]
+    cases = [
+        (_tiny_train(a_file), ["--out", "is a file"]),
+        (["train", "--resume", "--out", str(a_file)], ["is a file"]),
+        (["train", "--recipe", "flow-gan", "--data", same, "--out", str(tmp_path / "new")], ["rows are equal"]),
+        (refine + ["--refine-steps", "-1"], ["--refine-steps", "-1"]),
+        (refine + ["--refine-step-size", "0"], ["--refine-step-size", "0.0"]),
+        (refine + ["--refine-temperature", "-1"], ["--refine-temperature", "-1.0"]),
+        (["sample", "--run", str(run), "--n", "50", "--save", str(tmp_path / "missing" / "x.npy")],
+         ["--save", "does not exist"]),
+        (["sample", "--run", str(tmp_path / "pickled")], ["pickled Python objects besides tensors", "--out"]),
+        (["train", "--resume", "--out", str(tmp_path / "pickled")], ["pickled Python objects besides tensors"]),
+    ]
+    before = _snapshot(tmp_path)
+    for argv, words in cases:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert cli_main(argv) == 2, argv
+        _one_error(capsys, argv[0], *words)
+        assert not [w for w in caught if "torch" in w.filename], [str(w.message)[:100] for w in caught]
+    assert _snapshot(tmp_path) == before
+    assert not (tmp_path / "new").exists() and not (tmp_path / "missing").exists()

@@ -153,7 +153,8 @@ def test_rank_zero_alone_writes(runs):
     base, results, _ = runs
     own = base / "own_out"
     written = sorted(p.name for p in (own / "rank0").iterdir())
-    assert written == ["checkpoint.pt", "config.json", "metrics.jsonl", "report.md", "samples", "samples.npy"]
+    assert written == ["checkpoint.pt", "config.json", "gankernels-run.json", "metrics.jsonl", "report.md", "samples",
+                       "samples.npy"]
     assert not (own / "rank1").exists(), "rank 1 wrote files"
     assert "data-parallel over 2 processes" in (own / "rank0" / "report.md").read_text()
     assert "torchrun --standalone --nproc-per-node 2 -m gankernels train" in (own / "rank0" / "report.md").read_text()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -27,17 +26,28 @@ RUN_FLAGS = ("recipe", "data", "batch", "device", "seed", "lr", "hidden", "z_dim
 
 def add_parsers(sub) -> None:
     t = sub.add_parser("train", help="train a GAN recipe", description="Train a GAN recipe on CPU or CUDA; "
-                       "writes checkpoint.pt, metrics.jsonl, samples/*.png and report.md under --out. "
+                       "writes checkpoint.pt (with a sha256 of its contents, checked on --resume), "
+                       "metrics.jsonl, samples/*.png and report.md under --out, and first gankernels-run.json, "
+                       "the list of the files the run writes: a run never writes a file that is not on it, and "
+                       "puts a file on it only if no such file exists. A new run needs a new or empty --out "
+                       "(or --allow-nonempty-out). "
                        "Data-parallel: torchrun --standalone --nproc-per-node K -m gankernels train ...")
     t.add_argument("--recipe", help="fgan | wgan-gp | mmd-gan | flow-gan | score-gan | ebgan | alpha-gan")
     t.add_argument("--data", help="ring8 | grid25 | digits | a .npy/.pt file holding a float tensor [N, D]")
     t.add_argument("--batch", type=int, help="batch size (default 256); under torchrun the global batch, "
                    "a multiple of the number of processes")
     t.add_argument("--steps", type=int, help="generator steps in total (default 2000)")
-    t.add_argument("--out", required=True, help="run folder, e.g. runs/NAME")
+    t.add_argument("--out", required=True, help="run folder, e.g. runs/NAME: new or empty for a new run "
+                   "(see --allow-nonempty-out), a run folder with --resume")
     t.add_argument("--device", help="cpu (default) or cuda")
     t.add_argument("--seed", type=int, help="seed (default 0): same seed, same run on CPU")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint "
+                   "(exactly: weights and metrics.jsonl as if never stopped)")
+    t.add_argument("--allow-nonempty-out", action="store_true",
+                   help="start a new run in a non-empty --out that is not a gankernels run; refused, with "
+                   "nothing written, if one of the run's file names (config.json, report.md, ...) is taken: "
+                   "the run never writes over a file it did not create (its own are listed in "
+                   "gankernels-run.json)")
     t.add_argument("--lr", type=float, help="Adam learning rate (default per recipe)")
     t.add_argument("--hidden", type=int, help="MLP width (default 128)")
     t.add_argument("--z-dim", type=int, help="latent dimension (default 8)")
@@ -74,11 +84,12 @@ def run(args) -> int:
 
 
 def _train(args) -> int:
-    from .loop import RunConfig, resume, train
+    from .loop import RunConfig, resume, to_json, train
 
     options = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
     if args.resume:
         given = [k for k in RUN_FLAGS if getattr(args, k) is not None] + list(options)
+        given += ["allow_nonempty_out"] if args.allow_nonempty_out else []
         if given:
             raise ConfigError("--resume continues the saved configuration; only --steps may be given "
                               f"(got {', '.join('--' + k.replace('_', '-') for k in given)})")
@@ -87,9 +98,10 @@ def _train(args) -> int:
         if args.recipe is None or args.data is None:
             raise ConfigError("--recipe and --data are required for a new run (or pass --resume)")
         run_args = {k: getattr(args, k) for k in RUN_FLAGS + ("steps",) if getattr(args, k) is not None}
-        last = train(RunConfig(**run_args, options=options), args.out, progress=not args.quiet)
+        last = train(RunConfig(**run_args, options=options), args.out, progress=not args.quiet,
+                     allow_nonempty_out=args.allow_nonempty_out)
     if last:   # rank 0 (other ranks of a torchrun launch return {})
-        print(json.dumps(last))
+        print(to_json(last))
         print(f"report: {os.path.join(args.out, 'report.md')}", file=sys.stderr)
     return 0
 
@@ -98,20 +110,31 @@ def _sample(args) -> int:
     import numpy as np
     import torch
 
-    from .loop import sample
+    from .loop import sample, to_json
     from .picture import save_picture
+    from .runfiles import check_folder, claim
 
-    if args.save is not None and not args.save.endswith((".npy", ".pt")):
-        raise ConfigError(f"--save {args.save}: the file name must end in .npy or .pt")
+    if args.save is not None:
+        if not args.save.endswith((".npy", ".pt")):
+            raise ConfigError(f"--save {args.save}: the file name must end in .npy or .pt")
+        folder = os.path.dirname(args.save) or "."
+        if not os.path.isdir(folder):
+            raise ConfigError(f"--save {args.save}: the folder {folder} does not exist")
+        if os.path.isdir(args.save):
+            raise ConfigError(f"--save {args.save}: is a folder; name a file")
+    picture = None if args.save else "sample" + ("_" + args.refine if args.refine else "") + ".png"
+    if picture:   # written in the run folder: one of the run's files
+        check_folder(args.run, [picture], flag="--run")
     res = sample(args.run, args.n, args.seed, args.refine, args.refine_steps, args.refine_step_size,
                  args.refine_temperature)
-    print(json.dumps({"samples": "generator", **res["metrics"]}))
+    print(to_json({"samples": "generator", **res["metrics"]}))
     x = res["samples"]
     if args.refine:
-        print(json.dumps({"samples": args.refine, **res["refined_metrics"]}))
+        print(to_json({"samples": args.refine, **res["refined_metrics"]}))
         x = res["refined"]
-    stem = os.path.splitext(args.save)[0] if args.save else os.path.join(args.run, "sample" + (
-        "_" + args.refine if args.refine else ""))
+    stem = os.path.splitext(args.save)[0] if args.save else os.path.join(args.run, picture[:-len(".png")])
+    if picture:
+        claim(args.run, [picture])
     if args.save:
         if args.save.endswith(".npy"):
             np.save(args.save, x.numpy())

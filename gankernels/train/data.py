@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
 
-from .errors import ConfigError
+from .errors import ConfigError, one_line
 
 __all__ = ["Dataset", "load_data", "DATA_NAMES"]
 
@@ -112,9 +113,13 @@ def _read_tensor(path: str) -> torch.Tensor:
             import numpy as np
 
             return torch.from_numpy(np.load(path, allow_pickle=False))
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable / pickled objects / wrong format: one line for the user
-        raise ConfigError(f"--data {path}: cannot read it ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        why = ("it holds pickled Python objects, which are not loaded" if "weights only load failed"
+               in str(exc).lower() else one_line(exc))
+        raise ConfigError(f"--data {path}: cannot read it ({why})") from None
     if not isinstance(obj, torch.Tensor):
         raise ConfigError(f"--data {path}: the .pt file must hold one tensor [N, D], got {type(obj).__name__}")
     return obj
@@ -133,8 +138,15 @@ def _file_dataset(path: str) -> Dataset:
     x = x.to(torch.float32)
     if not torch.isfinite(x).all():
         raise ConfigError(f"--data {path}: contains NaN or infinite values")
+    if bool((x == x[0]).all()):
+        raise ConfigError(f"--data {path}: all {x.shape[0]} rows are equal; the data needs some spread "
+                          "(its RMS radius sets the kernel bandwidths and the metrics' scale)")
     train, held = split_indices(x.shape[0])
-    return Dataset(os.path.basename(path), held_out=x[held], train=x[train])
+    data = Dataset(os.path.basename(path), held_out=x[held], train=x[train])
+    if not data.scale > 0:
+        raise ConfigError(f"--data {path}: the {len(held)} held-out rows (a fixed 20 % of the rows) are all "
+                          "equal; the data needs some spread (its RMS radius sets the kernel bandwidths)")
+    return data
 
 
 def load_data(name: str) -> Dataset:

@@ -14,3 +14,14 @@ def require_op(name: str, purpose: str):
         raise ConfigError(f"{purpose} needs gankernels.{name}, which this build does not have yet "
                           "(SPEC §3-4); update gankernels or choose another option")
     return fn
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message``, without terminal escapes, shortened at a word boundary."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc)).strip()
+    text = (text.splitlines() or [""])[0].strip()
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0].rstrip(" ,;:.") + " ..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

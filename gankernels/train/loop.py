@@ -1,11 +1,14 @@
 """The one training loop, checkpoints, and sampling (with optional Langevin refinement).
 
-A run lives in one folder: ``checkpoint.pt`` (atomic: temp file + fsync + rename),
-``config.json``, ``metrics.jsonl`` (one line per evaluation), ``samples/step_*.png``,
-``samples.npy`` (the last evaluation's samples) and ``report.md``.  A checkpoint
-holds the networks, the optimisers, the step and the state of the run's one
-``torch.Generator``; resuming from it reproduces the uninterrupted run exactly
-(CPU), and metrics logged after it by a killed run are dropped and recomputed.
+A run lives in one folder: ``gankernels-run.json`` (the list of the run's own files,
+written first; ``runfiles.py``), ``checkpoint.pt`` (atomic: temp file + fsync + rename),
+``config.json``, ``metrics.jsonl`` (one line per evaluation; NaN and infinities as
+``null``), ``samples/step_*.png``, ``samples.npy`` (the last evaluation's samples) and
+``report.md``.  A checkpoint holds the networks, the optimisers, the step, the state of
+the run's one ``torch.Generator``, the loss sums since the last evaluation and a sha256
+of all of these; resuming from it reproduces the uninterrupted run exactly (CPU):
+weights and ``metrics.jsonl`` alike (metrics logged after it by a killed run are
+dropped and recomputed).
 Evaluation draws its own fixed latent batch, so it never perturbs training.
 Under ``torchrun --nproc-per-node K`` the same loop runs data-parallel on K
 processes (``--batch`` is the global batch; ``parallel.py``): rank 0 alone
@@ -14,11 +17,13 @@ evaluates and writes the files, and the run equals the single-process run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -27,16 +32,17 @@ import torch
 import gankernels as gk
 
 from .data import Dataset, load_data
-from .errors import ConfigError, require_op
+from .errors import ConfigError, one_line, require_op
 from .metrics import EVAL_SAMPLES, digits_classifier, evaluate
 from .parallel import check_batch, current_world, mean_logs, pairwise_ops, rank_device, session, wrap_ddp
 from .picture import save_picture
 from .recipes import Context, Recipe, data_kernel, make_recipe
+from .runfiles import atomic_write, check_folder, claim
 
 __all__ = ["RunConfig", "train", "resume", "load_run", "sample", "CHECKPOINT"]
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = "gankernels.train/1"
+FORMAT = "gankernels.train/2"   # /1: no checksum, no loss sums
 EVAL_SEED_OFFSET = 7919
 
 
@@ -85,33 +91,68 @@ class RunConfig:
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _atomic_write(path: str, write) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def checkpoint_digest(state: Dict[str, Any]) -> str:
+    """sha256 of a checkpoint's contents but its "sha256" entry: tensors by dtype, shape and bytes,
+    other values by type and repr, dict entries in a fixed order (independent of torch.save's format)."""
+    h = hashlib.sha256()
+
+    def feed(obj):
+        if isinstance(obj, dict):
+            h.update(b"{%d;" % len(obj))
+            for k in sorted(obj, key=repr):
+                feed(k)
+                feed(obj[k])
+        elif isinstance(obj, (list, tuple)):
+            h.update(b"[%d;" % len(obj))
+            for v in obj:
+                feed(v)
+        elif isinstance(obj, torch.Tensor):
+            t = obj.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+    feed({k: v for k, v in state.items() if k != "sha256"})
+    return h.hexdigest()
 
 
 def save_checkpoint(path: str, cfg: RunConfig, recipe: Recipe, step: int, rng: torch.Generator,
-                    elapsed: float) -> None:
+                    elapsed: float, sums: Dict[str, float], count: int) -> None:
     state = {"format": FORMAT, "config": dataclasses.asdict(cfg), "step": step, "elapsed_s": elapsed,
-             "recipe": recipe.state_dict(), "rng": rng.get_state()}
-    _atomic_write(path, lambda f: torch.save(state, f))
+             "recipe": recipe.state_dict(), "rng": rng.get_state(),
+             "running": {"sums": dict(sums), "count": count}}
+    state["sha256"] = checkpoint_digest(state)
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
+    """The checkpoint at ``path``, checked against its sha256; a ConfigError saying what is wrong otherwise."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no checkpoint to resume from (train without --resume to start a new run)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch's own advice would come out ahead of the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = (str(exc).splitlines() or [""])[0][:120]
-        raise ConfigError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {reason}); it is damaged "
-                          "or not a gankernels checkpoint -- restore it or start a new run in another --out") from None
+        if "weights only load failed" in str(exc).lower():
+            raise ConfigError(f"{path}: cannot read the checkpoint: it holds pickled Python objects besides tensors, "
+                              "which are not loaded (unpickling them could run code); it is not a gankernels "
+                              "checkpoint -- start a new run in another --out") from None
+        raise ConfigError(f"{path}: cannot read the checkpoint ({one_line(exc)}); it is damaged or not a gankernels "
+                          "checkpoint -- restore it or start a new run in another --out") from None
+    if isinstance(state, dict) and state.get("format") == "gankernels.train/1":
+        raise ConfigError(f"{path}: written by an older gankernels (format gankernels.train/1, without a checksum "
+                          f"or the running loss sums); this version reads {FORMAT} -- start a new run")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a {FORMAT} checkpoint; start a new run in another --out")
+    try:
+        intact = state.get("sha256") == checkpoint_digest(state)
+    except Exception:   # a value the digest cannot read: not what save_checkpoint wrote
+        intact = False
+    if not intact:
+        raise ConfigError(f"{path}: the checkpoint is damaged: its contents do not match the sha256 stored "
+                          "in it -- restore it from a copy or start a new run in another --out")
     return state
 
 
@@ -125,6 +166,8 @@ def build(cfg: RunConfig, data: Dataset) -> Recipe:
 
 def load_run(out: str):
     """(cfg, data, recipe, state) of the run in folder ``out`` from its checkpoint."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ConfigError(f"{out}: is a file, not a run folder")
     state = load_checkpoint(os.path.join(out, CHECKPOINT))
     try:
         cfg = RunConfig(**state["config"])
@@ -135,8 +178,8 @@ def load_run(out: str):
         recipe = build(cfg, data)
         recipe.load_state_dict(state["recipe"])
     except (TypeError, KeyError, RuntimeError) as exc:
-        raise ConfigError(f"{out}/{CHECKPOINT}: does not match this version of the recipe ({type(exc).__name__}: "
-                          f"{(str(exc).splitlines() or [''])[0][:120]})") from None
+        raise ConfigError(f"{out}/{CHECKPOINT}: does not match this version of the recipe "
+                          f"({one_line(exc)})") from None
     return cfg, data, recipe, state
 
 
@@ -169,6 +212,8 @@ class Progress:
 
 
 def _fmt_metric(key: str, value, metrics) -> str:
+    if value is None:   # a NaN or infinity read back from metrics.jsonl
+        return f"{key} n/a"
     if key == "modes":
         return f"modes {value}/{metrics['n_modes']}"
     if key == "hq":
@@ -193,8 +238,34 @@ def _read_metrics(path: str, upto: Optional[int] = None) -> List[Dict[str, Any]]
     return rows
 
 
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def to_json(obj) -> str:
+    """Strict JSON (RFC 8259): NaN and +-infinity become null."""
+    return json.dumps(_json_safe(obj), allow_nan=False)
+
+
 def _write_metrics(path: str, rows: List[Dict[str, Any]]) -> None:
-    _atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in rows).encode()))
+    atomic_write(path, lambda f: f.write("".join(to_json(r) + "\n" for r in rows).encode()))
+
+
+def _eval_steps(cfg: RunConfig, start: int) -> List[int]:
+    return [s for s in range(start + 1, cfg.steps + 1) if s % cfg.eval_interval == 0 or s == cfg.steps]
+
+
+def run_files(cfg: RunConfig, start: int) -> List[str]:
+    """The files (relative to the run folder) a run writes going from step ``start`` to ``cfg.steps``."""
+    names = ["config.json", "metrics.jsonl", "metrics.jsonl.tmp", CHECKPOINT, CHECKPOINT + ".tmp",
+             "samples.npy", "report.md"]
+    return names + [f"samples/step_{s:07d}.png" for s in _eval_steps(cfg, start)]
 
 
 def _eval_noise(cfg: RunConfig) -> torch.Tensor:
@@ -208,20 +279,26 @@ def _classifier(data: Dataset):
 
 # ----------------------------------------------------------------------------- training
 
-def train(cfg: RunConfig, out: str, progress: bool = True, use_matplotlib: Optional[bool] = None) -> Dict[str, Any]:
+def train(cfg: RunConfig, out: str, progress: bool = True, use_matplotlib: Optional[bool] = None,
+          allow_nonempty_out: bool = False) -> Dict[str, Any]:
     """Train a new run of ``cfg`` in folder ``out``; returns the last evaluation's metrics.
 
-    Everything is checked (configuration, data, recipe options) before anything is written.
+    Everything is checked (configuration, data, recipe options, the folder) before anything
+    is written.  ``out`` must be new, empty or a run folder without a checkpoint; with
+    ``allow_nonempty_out`` any folder in which none of the run's file names is taken.
     Under torchrun: every rank calls this; rank 0 returns the metrics, the others ``{}``.
     """
     cfg.validate()
     check_batch(cfg.batch, current_world())
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out}: is a file, not a folder; name a folder for the run")
     if os.path.exists(os.path.join(out, CHECKPOINT)):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    check_folder(out, run_files(cfg, 0), new=True, allow_nonempty=allow_nonempty_out)
     data = load_data(cfg.data)
     recipe = build(cfg, data)
     rng = torch.Generator().manual_seed(cfg.seed)
-    return _loop(out, cfg, data, recipe, rng, 0, 0.0, [], progress, use_matplotlib)
+    return _loop(out, cfg, data, recipe, rng, 0, 0.0, [], ({}, 0), progress, use_matplotlib)
 
 
 def resume(out: str, steps: Optional[int] = None, progress: bool = True,
@@ -237,13 +314,16 @@ def resume(out: str, steps: Optional[int] = None, progress: bool = True,
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < state["step"]:
             raise ConfigError(f"--steps must be an integer >= the checkpoint's step {state['step']}, got {steps!r}")
         cfg.steps = steps
+    check_folder(out, run_files(cfg, state["step"]))
     rng = torch.Generator()
     rng.set_state(state["rng"])
     history = _read_metrics(os.path.join(out, "metrics.jsonl"), upto=state["step"])
-    return _loop(out, cfg, data, recipe, rng, state["step"], state["elapsed_s"], history, progress, use_matplotlib)
+    running = (dict(state["running"]["sums"]), state["running"]["count"])
+    return _loop(out, cfg, data, recipe, rng, state["step"], state["elapsed_s"], history, running, progress,
+                 use_matplotlib)
 
 
-def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_matplotlib) -> Dict[str, Any]:
+def _loop(out, cfg, data, recipe, rng, start, elapsed, history, running, progress, use_matplotlib) -> Dict[str, Any]:
     world = current_world()
     device = rank_device(cfg.device, world)
     with session(world, device):
@@ -254,10 +334,12 @@ def _loop(out, cfg, data, recipe, rng, start, elapsed, history, progress, use_ma
             for _ in range(start + 1, cfg.steps + 1):
                 mean_logs(recipe.step(ctx), world)
             return {}
-        return _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, use_matplotlib, world)
+        return _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, running, progress, use_matplotlib,
+                          world)
 
 
-def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, use_matplotlib, world):
+def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, running, progress, use_matplotlib, world):
+    claim(out, run_files(cfg, start))   # the list of the run's files goes first
     os.makedirs(os.path.join(out, "samples"), exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(cfg), f, indent=1)
@@ -266,8 +348,8 @@ def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, u
     ckpt_path = os.path.join(out, CHECKPOINT)
     classifier, z_eval = _classifier(data), _eval_noise(cfg)
     bar = Progress(cfg.steps, progress)
-    sums: Dict[str, float] = {}
-    count, last = 0, (history[-1] if history else {})
+    sums, count = running   # loss sums since the last evaluation (kept in the checkpoint)
+    last = history[-1] if history else {}
     t0 = time.perf_counter() - elapsed
     t_rate = time.perf_counter()
     for step in range(start + 1, cfg.steps + 1):
@@ -282,12 +364,12 @@ def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, progress, u
                     **{k: v / count for k, v in sums.items()}, **evaluate(data, samples, classifier)}
             history.append(last)
             with open(metrics_path, "a") as f:
-                f.write(json.dumps(last) + "\n")
+                f.write(to_json(last) + "\n")
             save_picture(os.path.join(out, "samples", f"step_{step:07d}.png"), samples, data,
                          f"{cfg.recipe} on {cfg.data}, step {step}", use_matplotlib)
             sums, count = {}, 0
         if step % cfg.ckpt_interval == 0 or step == cfg.steps:
-            save_checkpoint(ckpt_path, cfg, recipe, step, ctx.generator, time.perf_counter() - t0)
+            save_checkpoint(ckpt_path, cfg, recipe, step, ctx.generator, time.perf_counter() - t0, sums, count)
         rate = (step - start) / max(time.perf_counter() - t_rate, 1e-9)
         bar.show(step, rate, logs, last, force=evaluate_now)
     bar.close()
@@ -337,6 +419,8 @@ def command(cfg: RunConfig, out: str, ranks: int = 1) -> str:
 
 
 def _report_value(key: str, value, row) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
     if key == "modes":
         return f"{value}/{row.get('n_modes', '?')}"
     if key in ("hq", "confident"):
@@ -349,6 +433,10 @@ def _report_value(key: str, value, row) -> str:
 # ----------------------------------------------------------------------------- sampling
 
 REFINERS = ("kernel-langevin", "disc-langevin")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def sample(out: str, n: int = EVAL_SAMPLES, seed: int = 0, refine: Optional[str] = None, steps: int = 100,
@@ -364,6 +452,12 @@ def sample(out: str, n: int = EVAL_SAMPLES, seed: int = 0, refine: Optional[str]
         raise ConfigError(f"--n must be an integer >= 2, got {n!r}")
     if refine is not None and refine not in REFINERS:
         raise ConfigError(f"--refine {refine!r}: use one of {', '.join(REFINERS)}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"--refine-steps must be an integer >= 0, got {steps!r}")
+    if step_size is not None and not (_is_number(step_size) and step_size > 0 and math.isfinite(step_size)):
+        raise ConfigError(f"--refine-step-size must be positive and finite, got {step_size!r}")
+    if not (_is_number(temperature) and temperature >= 0 and math.isfinite(temperature)):
+        raise ConfigError(f"--refine-temperature must be >= 0 and finite, got {temperature!r}")
     cfg, data, recipe, _ = load_run(out)
     g = torch.Generator().manual_seed(seed)
     x = recipe.generate(torch.randn(n, cfg.z_dim, generator=g).to(cfg.device))
