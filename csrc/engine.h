@@ -157,6 +157,7 @@ template <typename T> constexpr T close_ratio() { return T(1) / T(16); }
 template <typename T>
 inline double sqnorm(const T* a, int64_t D) {
   double s = 0.0;
+#pragma omp simd reduction(+ : s)
   for (int64_t d = 0; d < D; ++d) s += static_cast<double>(a[d]) * static_cast<double>(a[d]);
   return s;
 }
@@ -164,6 +165,7 @@ inline double sqnorm(const T* a, int64_t D) {
 template <typename T>
 inline T exact_sqdist(const T* a, const T* b, int64_t D) {
   T acc = T(0);
+#pragma omp simd reduction(+ : acc)
   for (int64_t d = 0; d < D; ++d) { const T u = a[d] - b[d]; acc += u * u; }
   return acc;
 }
@@ -420,6 +422,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
         const T* hr = Hi + i * D;
         const T *a = X0i + i * D, *b = Y0j + j * D;
         T acc = T(0);
+#pragma omp simd reduction(+ : acc)
         for (int64_t d = 0; d < D; ++d) acc += hr[d] * (a[d] - b[d]);
         hy[t] = T(2) * acc;
       }

@@ -156,15 +156,21 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "bia
     if estimator not in ("biased", "unbiased"):
         raise ValueError(f'estimator must be "biased" or "unbiased", got {estimator!r}')
     n, m = x.shape[0], y.shape[0]
+    if estimator == "unbiased" and (n < 2 or m < 2):
+        raise ValueError(f"the unbiased estimator needs at least 2 samples in x and y, got N={n}, M={m}")
     family, params = _encode(kernel, x.shape[1])
+    if torch.is_grad_enabled() and x.requires_grad != y.requires_grad:
+        # One side needs no gradient (a generator step against fixed real features): three calls instead
+        # of one symmetric pass over [x; y], so that the backward skips the constant block and the
+        # constant side's flow -- the same pairs forward, about 40 % less work backward.
+        a, b = (x, y) if x.requires_grad else (y, x)
+        return _mmd2_one_side(a, b, kernel, estimator, family, params).to(x.dtype)
     acc = _acc_dtype(x)
     za = torch.cat([x, y], 0).to(acc)
     if estimator == "biased":
         v = torch.cat([x.new_full((n, 1), 1.0 / n, dtype=acc), x.new_full((m, 1), -1.0 / m, dtype=acc)])
         s = _ops_ns.ksum(za, None, v, family, params)
         return (v * s).sum().to(x.dtype)
-    if n < 2 or m < 2:
-        raise ValueError(f"the unbiased estimator needs at least 2 samples in x and y, got N={n}, M={m}")
     cxx, cyy, cxy = 1.0 / (n * (n - 1)), 1.0 / (m * (m - 1)), -1.0 / (n * m)
     # pair weight C[g_a][g_b] = onehot(g_a) . W_b with W_b = column g_b of C
     w = torch.cat([x.new_tensor([[cxx, cxy]], dtype=acc).expand(n, 2), x.new_tensor([[cxy, cyy]], dtype=acc).expand(m, 2)])
@@ -174,6 +180,27 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "bia
     diag = _self_diagonal(kernel, za)
     diag_w = torch.cat([za.new_full((n,), cxx), za.new_full((m,), cyy)])
     return (full - (diag_w * diag).sum()).to(x.dtype)
+
+
+def _block_mean(a: torch.Tensor, b: Optional[torch.Tensor], kernel: Kernel, family: int, params, drop_diagonal: bool):
+    """mean_ij k(a_i, b_j) (b None: over a's own pairs, without i = j when drop_diagonal), in a's acc dtype."""
+    acc = _acc_dtype(a)
+    a = a.to(acc)
+    n = a.shape[0]
+    m = n if b is None else b.shape[0]
+    s = _ops_ns.ksum(a, None if b is None else b.to(acc), a.new_ones(m, 1), family, params).sum()
+    if not drop_diagonal:
+        return s / (n * m)
+    return (s - _self_diagonal(kernel, a).sum()) / (n * (n - 1))
+
+
+def _mmd2_one_side(a, b, kernel, estimator, family, params):
+    """mmd2 where only ``a`` needs a gradient: the b-b block is a constant, computed without a graph."""
+    unbiased = estimator == "unbiased"
+    with torch.no_grad():
+        kbb = _block_mean(b, None, kernel, family, params, unbiased)
+    return (_block_mean(a, None, kernel, family, params, unbiased) + kbb
+            - 2.0 * _block_mean(a, b.detach(), kernel, family, params, False))
 
 
 def witness(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kernel: Kernel) -> torch.Tensor:
