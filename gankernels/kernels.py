@@ -105,6 +105,11 @@ class Gaussian(Kernel):
     def __post_init__(self):
         object.__setattr__(self, "sigmas", _mixture("sigmas", self.sigmas))
 
+    @classmethod
+    def from_gamma(cls, gammas: Floats) -> "Gaussian":
+        """The mixture sum_gamma exp(-gamma ||a - b||^2), as code written with gamma has it: sigma = 1/sqrt(2 gamma)."""
+        return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in _mixture("gammas", gammas)))
+
     def encode(self, dim):
         return self.family, self.sigmas
 

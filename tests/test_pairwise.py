@@ -388,3 +388,13 @@ def test_cuda_matches_oracle(kernel, dtype):
     scale = mmd2_grad_scale(x, y, kernel)
     assert_accurate(gx.cpu(), ox, nx, dtype, scale, "cuda d mmd2 / dx")
     assert_accurate(gy.cpu(), oy, ny, dtype, scale, "cuda d mmd2 / dy")
+
+
+def test_gaussian_from_gamma_is_exp_of_minus_gamma_d2():
+    x = make_input(7, 3)
+    y = make_input(5, 3, seed=3)
+    d2 = ((x[:, None] - y[None]) ** 2).sum(-1)
+    want = (torch.exp(-0.5 * d2) + torch.exp(-2.0 * d2)).sum(1)
+    torch.testing.assert_close(gk.kernel_sum(x, y, gk.Gaussian.from_gamma((0.5, 2.0))), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="gammas"):
+        gk.Gaussian.from_gamma(-1.0)
