@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--plot", help="write the scaling plot (PNG) of every series of 3+ sizes")
     out.add_argument("--md", help="write (replace) a section of this markdown file, e.g. bench/RESULTS.md")
     out.add_argument("--section", help="heading of that section")
+    out.add_argument("--headline", action="store_true",
+                     help="also print the README headline table (markdown; ratios against the best eager / "
+                          "compile variant)")
     out.add_argument("--note", default="", help="a line for the report (e.g. other load on the machine)")
     out.add_argument("--from-json", help="no run: render an earlier --json file")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,6 +122,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = runner.run(groups_from_args(args), settings, progress=not args.quiet,
                             command="gankernels bench " + " ".join(shlex.quote(a) for a in argv), note=args.note)
     print(report.render_text(result))
+    if args.headline:
+        print(report.format_markdown(*report.headline_table(result["rows"])))
     if args.json:
         report.write_json(result, args.json)
     if args.csv:
