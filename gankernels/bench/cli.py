@@ -4,7 +4,7 @@ Without a preset one block of cases is run: --ops x --sizes x --dims x --modes x
 --impls (each op takes the modes and implementations it supports).  Presets:
 
 ``--sweep``    mmd2 forward, Gaussian mixture, D = 64, N = M = 1,024 ... 131,072,
-               fused / eager / compile / KeOps under a 16 GB cap: where
+               fused / eager / compile (cdist and expansion) / KeOps under a 16 GB cap: where
                each implementation stops (out of memory, too slow);
 ``--results``  what bench/RESULTS.md shows: every op at N = M = 4,096, D = 64, fwd
                and fwd+bwd, langevin_step on 2^20 x 16 elements, pulling_away fwd+bwd
@@ -25,7 +25,8 @@ from . import report, runner
 from .registry import IMPLS, MODES, OPS
 
 SWEEP = runner.Group(ops=["mmd2"], sizes=[1024 << k for k in range(8)], dims=[64], modes=["fwd"],
-                     impls=["fused", "eager", "compile", "keops"], name="sweep")
+                     impls=["fused", "eager", "eager-expansion", "compile", "compile-expansion", "keops"],
+                     name="sweep")
 TABLE = runner.Group(ops=[o for o in OPS if o != "langevin_step"], sizes=[4096], dims=[64],
                      modes=["fwd", "fwdbwd"], impls=[i for i in IMPLS if not i.startswith("fused-")], name="table")
 STEP = runner.Group(ops=["langevin_step"], sizes=[1 << 20], dims=[16], modes=["fwd"], name="langevin_step")
