@@ -16,6 +16,7 @@ from .kernels import (
     RationalQuadratic,
 )
 from .pairwise import kernel_flow, kernel_sum, kid, mmd2, witness
+from .variance import mmd2_and_variance, mmd2_ratio
 from .score import smoothed_score
 from .langevin import (
     discriminator_score,
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian", "Energy",
     "Polyharmonic", "Polynomial", "Linear",
-    "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn",
+    "kernel_sum", "kernel_flow", "mmd2", "witness", "kid", "nn", "mmd2_and_variance", "mmd2_ratio",
     "smoothed_score", "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
     "discriminator_score",
     "pulling_away",

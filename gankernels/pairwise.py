@@ -8,7 +8,8 @@ Formulas (x [N, D], y [M, D], k a kernel of ``gankernels.kernels``):
                    unbiased: the same quadratic form with block weights
                    1/(N(N-1)), -1/(NM), 1/(M(M-1)) and the diagonal removed
 * ``witness``:     mean_i k(z, x_i) - mean_j k(z, y_j)
-* ``kid``:         unbiased MMD^2 with Polynomial(3) (exact, or the torchmetrics subset protocol)
+* ``kid``:         unbiased MMD^2 with Polynomial(3) (exact with its standard error, or the torchmetrics
+                   subset protocol); the variance itself: ``gankernels.variance``
 
 What is fused: each function is one or two calls of the registered engine ops
 (``gankernels::ksum`` / ``kflow``, docs/ENGINE.md).  ``mmd2`` runs one
@@ -220,16 +221,28 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: Optional[int] = None, s
         generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Kernel Inception Distance: unbiased MMD^2 with Polynomial(3) (gamma = 1/D, coef0 = 1).
 
-    ``subsets=None``: exact over all samples, std = 0.  With ``subsets``: the
-    torchmetrics protocol -- for each subset, ``subset_size`` rows drawn without
-    replacement from each set (``torch.randperm``), then mean and std
+    ``subsets=None``: exact, from all pairs of all samples (N != M allowed): the unbiased
+    estimate and an estimate of its standard deviation over independent draws of the two
+    sets, sqrt(max(Var, 0)) with Var of ``gankernels.mmd2_and_variance(..., variance="complete")``
+    (the U-statistic variance, unbiased, for any N and M; docs/ESTIMATORS.md -- Sutherland et
+    al.'s N = M formula underestimates the spread at small N, by ~20-30 % at N = 20).  The std is
+    nan when it cannot be estimated (fewer than 4 samples in a set).
+    With ``subsets``: the torchmetrics protocol -- for each subset, ``subset_size`` rows
+    drawn without replacement from each set (``torch.randperm``), then mean and std
     (population std, as torchmetrics) of the subset values.
     """
     _check_pair(real, fake, "real", "fake")
     kernel = Polynomial(3)
     if subsets is None:
-        value = mmd2(real, fake, kernel, "unbiased")
-        return value, torch.zeros_like(value)
+        from .variance import mmd2_and_variance
+        n, m = real.shape[0], fake.shape[0]
+        if n < 2 or m < 2:
+            raise ValueError(f"kid needs at least 2 samples in real and in fake, got {n} and {m}")
+        if min(n, m) < 4:
+            value = mmd2(real, fake, kernel, "unbiased")
+            return value, torch.full_like(value, float("nan"))
+        value, var = mmd2_and_variance(real, fake, kernel, "complete")
+        return value.to(real.dtype), var.clamp_min(0.0).sqrt().to(real.dtype)
     if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
         raise ValueError(f"subsets must be a positive integer or None, got {subsets!r}")
     if isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 2:

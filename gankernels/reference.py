@@ -20,6 +20,10 @@ What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
 * ``kernel_sum``, ``kernel_flow`` (autograd of the Gram sum w.r.t. ``x``),
   ``mmd2`` (biased V- / unbiased U-statistic), ``witness``, ``kid`` (exact, or the
   torchmetrics subset protocol): same signatures and semantics as the public API.
+* ``mmd2_and_variance(x, y, kernel, variance)``: the unbiased MMD^2 and the estimate
+  of its variance (Sutherland et al. 2017 for N = M, or the complete U-statistic
+  variance; docs/ESTIMATORS.md), written on the dense blocks K_XX, K_YY (diagonals
+  zeroed) and K_XY; ``kid`` without subsets returns its square root as the std.
 * ``pulling_away(s, eps)``: the EBGAN pulling-away term (SPEC section 4) from the
   ``[N, N]`` matrix of squared cosine similarities, diagonal removed.
 * ``eager_mmd2_gaussian(x, y, sigmas)``: the way common MMD-GAN code computes the
@@ -56,7 +60,7 @@ from .kernels import (
 
 __all__ = [
     "gram", "sqdist", "radial_profile", "dot_profile", "kernel_sum", "kernel_flow", "mmd2", "witness", "kid",
-    "eager_mmd2_gaussian", "smoothed_score", "eager_smoothed_score", "pulling_away",
+    "eager_mmd2_gaussian", "smoothed_score", "eager_smoothed_score", "pulling_away", "mmd2_and_variance",
 ]
 
 # Largest number of elements of one [rows, M, D] block of differences.
@@ -207,7 +211,8 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: Optional[int] = None,
         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Kernel Inception Distance: unbiased MMD^2 with ``Polynomial(3)`` (gamma = 1/D, coef0 = 1).
 
-    ``subsets=None``: exact over all samples, returns ``(value, 0)``.  Otherwise the
+    ``subsets=None``: exact over all samples, returns ``(value, std)`` with std the square root
+    of ``mmd2_and_variance(..., "complete")``, clamped at 0 (nan with fewer than 4 samples in a set).  Otherwise the
     torchmetrics ``KernelInceptionDistance.compute`` protocol: per subset, draw
     ``torch.randperm(n, generator=generator)[:subset_size]`` for the real set, then
     the same for the fake set, compute the unbiased polynomial MMD^2; return the mean
@@ -215,10 +220,13 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: Optional[int] = None,
     and torch-fidelity do) over subsets.
     """
     kernel = Polynomial(3)
-    if subsets is None:
-        value = mmd2(real, fake, kernel, "unbiased")
-        return value, torch.zeros_like(value)
     n, m = real.shape[0], fake.shape[0]
+    if subsets is None:
+        if min(n, m) < 4:
+            value = mmd2(real, fake, kernel, "unbiased")
+            return value, torch.full_like(value, float("nan"))
+        value, var = mmd2_and_variance(real, fake, kernel, "complete")
+        return value, var.clamp_min(0.0).sqrt()
     if subset_size > n or subset_size > m:
         raise ValueError(f"subset_size = {subset_size} exceeds the number of samples ({n} real, {m} fake)")
     scores = []
@@ -291,3 +299,64 @@ def pulling_away(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
         raise ValueError(f"pulling_away needs N >= 2, got N = {n}")
     sh = s / torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(eps)
     return _offdiag_mean((sh @ sh.T) ** 2)
+
+
+def mmd2_and_variance(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, variance: str = "auto"
+                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(unbiased MMD^2, estimate of its variance) from the dense kernel blocks (the oracle of
+    ``gankernels.mmd2_and_variance``; formulas in docs/ESTIMATORS.md).
+
+    ``"sutherland"`` (N = M): the estimator of Sutherland et al. 2017 on the blocks with
+    zeroed diagonals.  ``"complete"``: the exact U-statistic variance
+    [4(n-2) z1x + 2 z2x]/(n)_2 + [4(m-2) z1y + 2 z2y]/(m)_2 + 4 [z11 + (m-1) z10 + (n-1) z01]/(nm)
+    - 8 xi_x / n - 8 xi_y / m, each covariance estimated as (mean over distinct index tuples of
+    the product) - (unbiased estimate of the product of the means).  ``"auto"``: sutherland
+    when N = M.  Differentiable by autograd.
+    """
+    n, m = x.shape[0], y.shape[0]
+    if variance == "auto":
+        variance = "sutherland" if n == m else "complete"
+    kxx, kyy, kxy = gram(kernel, x, x), gram(kernel, y, y), gram(kernel, x, y)
+    kxx = kxx - torch.diag_embed(kxx.diagonal())
+    kyy = kyy - torch.diag_embed(kyy.diagonal())
+    rx, ry = kxx.sum(1), kyy.sum(1)           # row sums without the diagonal
+    cx, cy = kxy.sum(1), kxy.sum(0)           # K_XY row sums (over y) and column sums (over x)
+    sxx, syy, sxy = kxx.sum(), kyy.sum(), kxy.sum()
+    qxx, qyy, qxy = (kxx ** 2).sum(), (kyy ** 2).sum(), (kxy ** 2).sum()
+    mmd = sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    if variance == "sutherland":
+        if n != m:
+            raise ValueError("sutherland needs N = M")
+        k = float(n)
+        var = (2.0 / (k ** 2 * (k - 1) ** 2) * (2 * rx @ rx - qxx + 2 * ry @ ry - qyy)
+               - (4 * k - 6) / (k ** 3 * (k - 1) ** 3) * (sxx ** 2 + syy ** 2)
+               + 4 * (k - 2) / (k ** 3 * (k - 1) ** 2) * (cx @ cx + cy @ cy)
+               - 4 * (k - 3) / (k ** 3 * (k - 1) ** 2) * qxy
+               - (8 * k - 12) / (k ** 5 * (k - 1)) * sxy ** 2
+               + 8 / (k ** 3 * (k - 1)) * ((sxx + syy) * sxy / k - rx @ cx - ry @ cy))
+        return mmd, var
+
+    def ff(a, j):
+        out = 1.0
+        for i in range(j):
+            out *= a - i
+        return out
+
+    def one_sample(r, s, q, a):
+        """(z1, z2) of the within-sample U-statistic: E[k12 k13] - mu^2, E[k12^2] - mu^2."""
+        # products over distinct (i, i', l, l'): all pairs minus those sharing one or two indices
+        mu2 = (s * s - 4.0 * (r @ r - q) - 2.0 * q) / ff(a, 4)
+        return (r @ r - q) / ff(a, 3) - mu2, q / ff(a, 2) - mu2
+
+    z1x, z2x = one_sample(rx, sxx, qxx, n)
+    z1y, z2y = one_sample(ry, syy, qyy, m)
+    mu2xy = (sxy * sxy - cx @ cx - cy @ cy + qxy) / (ff(n, 2) * ff(m, 2))
+    z11 = qxy / (n * m) - mu2xy
+    z10 = (cx @ cx - qxy) / (n * ff(m, 2)) - mu2xy      # same x, two different y
+    z01 = (cy @ cy - qxy) / (ff(n, 2) * m) - mu2xy      # same y, two different x
+    # Cov(k(X1, X2), k(X1, Y)) and Cov(k(Y1, Y2), k(X, Y1))
+    xi_x = (rx @ cx) / (ff(n, 2) * m) - (sxx * sxy - 2.0 * rx @ cx) / (ff(n, 3) * m)
+    xi_y = (ry @ cy) / (ff(m, 2) * n) - (syy * sxy - 2.0 * ry @ cy) / (ff(m, 3) * n)
+    var = ((4 * (n - 2) * z1x + 2 * z2x) / ff(n, 2) + (4 * (m - 2) * z1y + 2 * z2y) / ff(m, 2)
+           + 4 * (z11 + (m - 1) * z10 + (n - 1) * z01) / (n * m) - 8 * xi_x / n - 8 * xi_y / m)
+    return mmd, var

@@ -1,4 +1,4 @@
-"""kid: exact mode against the reference; subset mode against torchmetrics.
+"""kid: exact mode (value and standard error) against the reference; subset mode against torchmetrics.
 
 The subset protocol is torchmetrics' ``KernelInceptionDistance.compute``: for each
 subset, ``torch.randperm(n_real)[:subset_size]`` then ``torch.randperm(n_fake)[:subset_size]``,
@@ -49,16 +49,22 @@ def _check(got, expected, rtol=1e-9, atol=1e-12):
 def test_kid_exact_matches_reference(shape):
     real, fake = _features(*shape)
     got = gk.kid(real, fake)
-    _check(got, ref.kid(real, fake))
-    assert got[1].item() == 0.0
     torch.testing.assert_close(got[0], ref.mmd2(real, fake, Polynomial(3), "unbiased"))
+    if min(shape[:2]) < 4:   # too few samples for the variance estimate
+        assert torch.isnan(got[1]) and torch.isnan(ref.kid(real, fake)[1])
+        return
+    _check(got, ref.kid(real, fake))
+    # the std is the square root of the complete U-statistic variance estimate (docs/ESTIMATORS.md)
+    var = ref.mmd2_and_variance(real, fake, Polynomial(3), "complete")[1]
+    assert got[1].item() > 0 and got[1].item() == pytest.approx(var.clamp_min(0).sqrt().item(), rel=1e-9)
 
 
 def test_kid_exact_float32():
     real, fake = _features(dtype=torch.float32)
     mean, std = gk.kid(real, fake)
-    assert mean.dtype == torch.float32
-    expected = ref.kid(real.double(), fake.double())[0]
+    assert mean.dtype == std.dtype == torch.float32
+    expected, expected_std = ref.kid(real.double(), fake.double())
+    assert std.item() == pytest.approx(expected_std.item(), rel=1e-4)
     scale = ref.gram(Polynomial(3), real.double(), real.double()).abs().mean().item()
     assert abs(mean.double().item() - expected.item()) <= 1e-5 * scale
 

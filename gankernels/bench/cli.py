@@ -4,7 +4,7 @@ Without a preset one block of cases is run: --ops x --sizes x --dims x --modes x
 --impls (each op takes the modes and implementations it supports).  Presets:
 
 ``--sweep``    mmd2 forward, Gaussian mixture, D = 64, N = M = 1,024 ... 131,072,
-               fused / eager / compile / KeOps under a 16 GB cap: where
+               fused / eager / compile (cdist and expansion) / KeOps under a 16 GB cap: where
                each implementation stops (out of memory, too slow);
 ``--results``  what bench/RESULTS.md shows: every op at N = M = 4,096, D = 64, fwd
                and fwd+bwd, langevin_step on 2^20 x 16 elements, pulling_away fwd+bwd
@@ -25,7 +25,8 @@ from . import report, runner
 from .registry import IMPLS, MODES, OPS
 
 SWEEP = runner.Group(ops=["mmd2"], sizes=[1024 << k for k in range(8)], dims=[64], modes=["fwd"],
-                     impls=["fused", "eager", "compile", "keops"], name="sweep")
+                     impls=["fused", "eager", "eager-expansion", "compile", "compile-expansion", "keops"],
+                     name="sweep")
 TABLE = runner.Group(ops=[o for o in OPS if o != "langevin_step"], sizes=[4096], dims=[64],
                      modes=["fwd", "fwdbwd"], impls=[i for i in IMPLS if not i.startswith("fused-")], name="table")
 STEP = runner.Group(ops=["langevin_step"], sizes=[1 << 20], dims=[16], modes=["fwd"], name="langevin_step")
@@ -91,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--plot", help="write the scaling plot (PNG) of every series of 3+ sizes")
     out.add_argument("--md", help="write (replace) a section of this markdown file, e.g. bench/RESULTS.md")
     out.add_argument("--section", help="heading of that section")
+    out.add_argument("--headline", action="store_true",
+                     help="also print the README headline table (markdown; ratios against the best eager / "
+                          "compile variant)")
     out.add_argument("--note", default="", help="a line for the report (e.g. other load on the machine)")
     out.add_argument("--from-json", help="no run: render an earlier --json file")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -119,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = runner.run(groups_from_args(args), settings, progress=not args.quiet,
                             command="gankernels bench " + " ".join(shlex.quote(a) for a in argv), note=args.note)
     print(report.render_text(result))
+    if args.headline:
+        print(report.format_markdown(*report.headline_table(result["rows"])))
     if args.json:
         report.write_json(result, args.json)
     if args.csv:

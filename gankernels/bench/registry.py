@@ -9,8 +9,17 @@ and the op's flop model.  Implementations:
                    from ``torch.cdist(a, b) ** 2`` (``a @ b.T`` for dot-product
                    kernels) and the kernel profiles of ``gankernels.reference``;
                    flow fields by autograd of the kernel sum; the eager smoothed
-                   score, KID and Langevin loops of ``gankernels.reference`` or below;
-* ``compile``      ``torch.compile`` of ``eager`` (compile time reported apart);
+                   score, KID and Langevin loops of ``gankernels.reference`` or below
+                   (the name is kept from before the expansion variant existed:
+                   ``eager`` is the cdist variant, reports call it "cdist");
+* ``eager-expansion``  the same code with the squared distances written as the
+                   expansion ``(|a|^2 + |b|^2 - 2 a.b).clamp_min(0)`` (the other
+                   formula MMD-GAN code uses), for every op that forms a distance
+                   matrix (mmd2, kernel_sum, kernel_flow, witness, smoothed_score,
+                   kernel_langevin, kde_langevin) with a radial kernel;
+* ``compile``, ``compile-expansion``  ``torch.compile`` of ``eager`` / ``eager-expansion``
+                   (compile time reported apart).  Reports compare the fused op with
+                   the faster of the two variants of each case ("vs best eager");
 * ``keops``        ``pykeops`` LazyTensor formulas (Gaussian kernels; the smoothed
                    score by ``sumsoftmaxweight``), when pykeops is installed;
 * ``geomloss``     ``geomloss.SamplesLoss("gaussian")`` summed over the bandwidths
@@ -52,8 +61,13 @@ import gankernels as gk
 from gankernels import kernels as K
 from gankernels import reference as ref
 
-IMPLS = ("fused", "eager", "compile", "keops", "geomloss", "torchmetrics", "fused-gram", "fused-covariance")
+IMPLS = ("fused", "eager", "eager-expansion", "compile", "compile-expansion", "keops", "geomloss", "torchmetrics",
+         "fused-gram", "fused-covariance")
 MODES = ("fwd", "bwd", "fwdbwd")
+DISTANCES = ("cdist", "expansion")   # how the eager baselines form squared distances
+# baseline family -> (cdist impl, expansion impl): the headline ratios use the faster of the two per case
+VARIANTS = {"eager": ("eager", "eager-expansion"), "compile": ("compile", "compile-expansion")}
+VARIANT_OF = {"eager": "cdist", "compile": "cdist", "eager-expansion": "expansion", "compile-expansion": "expansion"}
 CHAIN_STEPS = 10          # steps of the kernel_langevin / kde_langevin chains
 DEFAULT_KERNEL = "Gaussian(sigmas=(1.0, 2.0, 4.0, 8.0, 16.0))"
 KERNEL_NAMES = {
@@ -139,39 +153,72 @@ def _codes_inputs(n, m, d, seed, kernel):
 
 # ----------------------------------------------------------------------------- eager code (as users write it)
 
-def eager_gram(kernel: K.Kernel, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Dense [N, M] kernel matrix: ``cdist(a, b) ** 2`` through the kernel profile (cdist's matrix-product
-    path, which it takes by itself above 25 points and which is twice differentiable; exact differences
-    for half dtypes, which CPU cdist lacks), or ``a @ b.T`` for dot-product kernels."""
+def sqdist_cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``cdist(a, b) ** 2`` on its matrix-product path (which it takes by itself above 25 points and which is
+    twice differentiable); exact differences for half dtypes, which CPU cdist lacks."""
+    if a.dtype in (torch.float32, torch.float64):
+        return torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist") ** 2
+    return ref.sqdist(a, b)
+
+
+def sqdist_expansion(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``|a|^2 + |b|^2 - 2 a . b``, clamped at 0 (rounding makes it slightly negative for close pairs)."""
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)).clamp_min(0.0)
+
+
+SQDIST = {"cdist": sqdist_cdist, "expansion": sqdist_expansion}
+
+
+def eager_gram(kernel: K.Kernel, a: torch.Tensor, b: torch.Tensor, dist: str = "cdist") -> torch.Tensor:
+    """Dense [N, M] kernel matrix: the squared distances of ``dist`` (``SQDIST``) through the kernel profile,
+    or ``a @ b.T`` for dot-product kernels (no distances: ``dist`` does not matter)."""
     if not kernel.radial:
         return ref.dot_profile(kernel, a @ b.T, a.shape[1])
-    if a.dtype in (torch.float32, torch.float64):
-        s = torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist") ** 2
-    else:
-        s = ref.sqdist(a, b)
-    return ref.radial_profile(kernel, s)
+    return ref.radial_profile(kernel, SQDIST[dist](a, b))
 
 
-def eager_flow(x, y, kernel, weights=None):
+def eager_flow(x, y, kernel, weights=None, dist: str = "cdist"):
     """sum_j w_j grad_a k(a, y_j) at a = x_i by autograd of the dense kernel sum (differentiable when the
     inputs require grad)."""
     graph = torch.is_grad_enabled() and (x.requires_grad or y.requires_grad)
     with torch.enable_grad():
         xa = x if x.requires_grad else x.detach().requires_grad_(True)
-        kmat = eager_gram(kernel, xa, y)
+        kmat = eager_gram(kernel, xa, y, dist)
         total = (kmat @ weights).sum() if weights is not None else kmat.sum()
         (g,) = torch.autograd.grad(total, xa, create_graph=graph)
     return g
 
 
-def _eager_mmd2(inp):
+def eager_smoothed_score(x, y, sigma, dist: str = "cdist"):
+    """(softmax_j(-|x_i - y_j|^2 / 2 sigma^2) @ y - x) / sigma^2 from the dense squared distances of ``dist``
+    (``dist="cdist"`` is ``gankernels.reference.eager_smoothed_score``)."""
+    if dist == "cdist":
+        return ref.eager_smoothed_score(x, y, sigma)
+    p = torch.softmax(-SQDIST[dist](x, y) / (2.0 * sigma * sigma), dim=1)
+    return (p @ y - x) / (sigma * sigma)
+
+
+def _eager_mmd2(inp, dist="cdist"):
     x, y, k = inp["x"], inp["y"], inp["kernel"]
-    return eager_gram(k, x, x).mean() + eager_gram(k, y, y).mean() - 2.0 * eager_gram(k, x, y).mean()
+    return (eager_gram(k, x, x, dist).mean() + eager_gram(k, y, y, dist).mean()
+            - 2.0 * eager_gram(k, x, y, dist).mean())
 
 
-def _eager_witness(inp):
+def _eager_kernel_sum(inp, dist="cdist"):
+    return eager_gram(inp["kernel"], inp["x"], inp["y"], dist).sum(1)
+
+
+def _eager_kernel_flow(inp, dist="cdist"):
+    return eager_flow(inp["x"], inp["y"], inp["kernel"], dist=dist)
+
+
+def _eager_witness(inp, dist="cdist"):
     z, k = inp["z"], inp["kernel"]
-    return eager_gram(k, z, inp["x"]).mean(1) - eager_gram(k, z, inp["y"]).mean(1)
+    return eager_gram(k, z, inp["x"], dist).mean(1) - eager_gram(k, z, inp["y"], dist).mean(1)
+
+
+def _eager_score(inp, dist="cdist"):
+    return eager_smoothed_score(inp["x"], inp["y"], inp["sigma"], dist)
 
 
 def _eager_step(inp, x=None, drift=None, eta=None):
@@ -181,19 +228,26 @@ def _eager_step(inp, x=None, drift=None, eta=None):
     return x + eta * drift + math.sqrt(2.0 * eta * inp["temperature"]) * torch.randn_like(x)
 
 
-def _eager_kernel_langevin(inp):
+def _eager_kernel_langevin(inp, dist="cdist"):
     x = inp["x"]
     for _ in range(CHAIN_STEPS):
-        x = _eager_step(inp, x, eager_flow(x, inp["centers"], inp["kernel"], inp["weights"]))
+        x = _eager_step(inp, x, eager_flow(x, inp["centers"], inp["kernel"], inp["weights"], dist))
     return x
 
 
-def _eager_kde_langevin(inp):
+def _eager_kde_langevin(inp, dist="cdist"):
     x, sigmas, eps = inp["x"], inp["sigmas"], inp["eps"]
     for s in sigmas:  # steps_per_sigma = 1
         alpha = eps * s * s / sigmas[-1] ** 2
-        x = x + 0.5 * alpha * ref.eager_smoothed_score(x, inp["data"], s) + math.sqrt(alpha) * torch.randn_like(x)
+        x = x + 0.5 * alpha * eager_smoothed_score(x, inp["data"], s, dist) + math.sqrt(alpha) * torch.randn_like(x)
     return x
+
+
+def _with_dist(fn: Callable[..., Any]) -> Callable[[str], Callable[[Inputs], Any]]:
+    """``dist -> (inputs -> output)``: the eager code of an op with its squared distances from ``SQDIST[dist]``."""
+    def build(dist: str) -> Callable[[Inputs], Any]:
+        return lambda inp: fn(inp, dist)
+    return build
 
 
 def eager_pulling_away(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -318,12 +372,14 @@ class OpSpec:
     available: Callable[[], str] = lambda: ""     # '' or why the fused op is missing
     same_m: bool = False                          # M is not a free size (elementwise / one point set)
     dense_temps: Optional[Dict[Tuple[str, str], float]] = None  # (impl, mode) -> N x M matrices at the peak
+    eager_dist: Optional[Callable[[str], Callable[[Inputs], Any]]] = None  # dist -> eager code (distance ops)
 
     def modes(self):
         return MODES if self.grads else ("fwd",)
 
     def impls(self):
-        return ("fused", "eager", "compile") + tuple(self.baselines or {})
+        expansion = ("eager-expansion", "compile-expansion") if self.eager_dist else ()
+        return ("fused", "eager") + expansion[:1] + ("compile",) + expansion[1:] + tuple(self.baselines or {})
 
     def model_flops(self, n: int, m: int, d: int, mode: str) -> float:
         f, b = self.flops(n, m, d)
@@ -360,24 +416,21 @@ PA_DENSE_TEMPS = {("eager", "fwd"): 3, ("eager", "fwdbwd"): 6, ("compile", "fwd"
 OPS: Dict[str, OpSpec] = {s.name: s for s in [
     OpSpec("mmd2", _pair_inputs, lambda i: gk.mmd2(i["x"], i["y"], i["kernel"]), _eager_mmd2,
            _sym_pairs, _per_pair(_sym_pairs, 2, 4), ("x", "y"), kernel=True,
-           baselines={"keops": _keops_factory("mmd2"), "geomloss": _geomloss_mmd2}),
-    OpSpec("kernel_sum", _pair_inputs, lambda i: gk.kernel_sum(i["x"], i["y"], i["kernel"]),
-           lambda i: eager_gram(i["kernel"], i["x"], i["y"]).sum(1),
+           baselines={"keops": _keops_factory("mmd2"), "geomloss": _geomloss_mmd2}, eager_dist=_with_dist(_eager_mmd2)),
+    OpSpec("kernel_sum", _pair_inputs, lambda i: gk.kernel_sum(i["x"], i["y"], i["kernel"]), _eager_kernel_sum,
            lambda n, m: float(n) * m, _per_pair(lambda n, m: float(n) * m, 2, 4), ("x", "y"), kernel=True,
-           baselines={"keops": _keops_factory("kernel_sum")}),
-    OpSpec("kernel_flow", _pair_inputs, lambda i: gk.kernel_flow(i["x"], i["y"], i["kernel"]),
-           lambda i: eager_flow(i["x"], i["y"], i["kernel"]),
+           baselines={"keops": _keops_factory("kernel_sum")}, eager_dist=_with_dist(_eager_kernel_sum)),
+    OpSpec("kernel_flow", _pair_inputs, lambda i: gk.kernel_flow(i["x"], i["y"], i["kernel"]), _eager_kernel_flow,
            lambda n, m: float(n) * m, _per_pair(lambda n, m: float(n) * m, 4, 8), ("x", "y"), kernel=True,
-           baselines={"keops": _keops_factory("kernel_flow")}),
+           baselines={"keops": _keops_factory("kernel_flow")}, eager_dist=_with_dist(_eager_kernel_flow)),
     OpSpec("witness", _witness_inputs, lambda i: gk.witness(i["z"], i["x"], i["y"], i["kernel"]), _eager_witness,
            lambda n, m: 2.0 * n * m, _per_pair(lambda n, m: 2.0 * n * m, 2, 4), ("z", "x", "y"), kernel=True,
-           baselines={"keops": _keops_factory("witness")}),
+           baselines={"keops": _keops_factory("witness")}, eager_dist=_with_dist(_eager_witness)),
     OpSpec("kid", _kid_inputs, lambda i: gk.kid(i["real"], i["fake"]), lambda i: ref.kid(i["real"], i["fake"]),
            _sym_pairs, _per_pair(_sym_pairs, 2, 0), baselines={"torchmetrics": _torchmetrics_kid}),
     OpSpec("smoothed_score", _score_inputs, lambda i: gk.smoothed_score(i["x"], i["y"], i["sigma"]),
-           lambda i: ref.eager_smoothed_score(i["x"], i["y"], i["sigma"]),
-           lambda n, m: float(n) * m, _per_pair(lambda n, m: float(n) * m, 4, 8), ("x", "y"),
-           baselines={"keops": _keops_factory("smoothed_score")}),
+           _eager_score, lambda n, m: float(n) * m, _per_pair(lambda n, m: float(n) * m, 4, 8), ("x", "y"),
+           baselines={"keops": _keops_factory("smoothed_score")}, eager_dist=_with_dist(_eager_score)),
     OpSpec("pulling_away", _codes_inputs, lambda i: gk.pulling_away(i["s"]), lambda i: eager_pulling_away(i["s"]),
            lambda n, m: n * (n - 1) / 2.0,
            lambda n, m, d: (2.0 * n * d * min(n, d), 4.0 * n * d * min(n, d)), ("s",),
@@ -390,11 +443,12 @@ OPS: Dict[str, OpSpec] = {s.name: s for s in [
            lambda i: gk.kernel_langevin(i["x"], i["centers"], i["kernel"], i["weights"], i["step_size"],
                                         CHAIN_STEPS, i["temperature"]),
            _eager_kernel_langevin, lambda n, m: CHAIN_STEPS * float(n) * m,
-           _per_pair(lambda n, m: CHAIN_STEPS * float(n) * m, 4, 0), kernel=True, deterministic=_no_noise),
+           _per_pair(lambda n, m: CHAIN_STEPS * float(n) * m, 4, 0), kernel=True, deterministic=_no_noise,
+           eager_dist=_with_dist(_eager_kernel_langevin)),
     OpSpec("kde_langevin", _kde_langevin_inputs,
            lambda i: gk.kde_langevin(i["x"], i["data"], i["sigmas"], 1, i["eps"]), _eager_kde_langevin,
            lambda n, m: CHAIN_STEPS * float(n) * m, _per_pair(lambda n, m: CHAIN_STEPS * float(n) * m, 4, 0),
-           stochastic=True),
+           stochastic=True, eager_dist=_with_dist(_eager_kde_langevin)),
 ]}
 
 
@@ -409,6 +463,14 @@ def build_impl(spec: OpSpec, impl: str, inputs: Inputs) -> Callable[[Inputs], An
         return spec.eager
     if impl == "compile":
         return torch.compile(spec.eager, dynamic=False)
+    if impl in ("eager-expansion", "compile-expansion"):
+        if spec.eager_dist is None:
+            raise Unavailable(f"unavailable: {spec.name} forms no distance matrix (no expansion variant)")
+        kernel = inputs.get("kernel")
+        if kernel is not None and not kernel.radial:
+            raise Unavailable(f"unavailable: {type(kernel).__name__} is a dot-product kernel (no distance matrix)")
+        fn = spec.eager_dist("expansion")
+        return fn if impl == "eager-expansion" else torch.compile(fn, dynamic=False)
     factory = (spec.baselines or {}).get(impl)
     if factory is None:
         raise Unavailable(f"unavailable: no {impl} baseline for {spec.name}")

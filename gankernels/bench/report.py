@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .registry import IMPLS
+from .registry import IMPLS, VARIANT_OF, VARIANTS
 from .runner import ROW_FIELDS
 
 MODE_LABEL = {"fwd": "fwd", "bwd": "bwd", "fwdbwd": "fwd+bwd"}
@@ -55,6 +55,16 @@ def _roof(r: Dict) -> str:
     return f"{100 * r['roofline_frac']:.0f}% {r['roofline_bound']}" if _finite(r.get("roofline_frac")) else "—"
 
 
+def impl_label(r: Dict) -> str:
+    """The impl column: ``eager`` / ``compile`` of an op with a distance matrix say that they are the cdist
+    variant (the names predate the expansion variant; old JSON keeps reading the same)."""
+    from .registry import OPS
+    spec = OPS.get(r["op"])
+    if r["impl"] in ("eager", "compile") and spec is not None and spec.eager_dist is not None:
+        return f"{r['impl']} (cdist)"
+    return r["impl"]
+
+
 def main_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
     """Every row: time, throughput, roofline fraction, memory, error, and the fused speedup on baseline rows."""
     extra = [k for k in HEADER_CONSTANTS if _varying(rows, k)]
@@ -66,7 +76,7 @@ def main_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
         roof = _roof(r)
         body.append([r["op"], MODE_LABEL[r["mode"]], fmt_n(r["n"]), fmt_n(r["m"]), str(r["d"])]
                     + [str(r[k]) for k in extra]
-                    + [r["impl"], fmt_ms(r["median_s"]),
+                    + [impl_label(r), fmt_ms(r["median_s"]),
                        f"{fmt_ms(r['p20_s'])}–{fmt_ms(r['p80_s'])}" if ok else "nan", str(r.get("reps", 0)),
                        f"{r['fused_speedup']:.1f}×" if _finite(r.get("fused_speedup")) else "—",
                        fmt_num(r["pairs_per_s"] / 1e6 if _finite(r.get("pairs_per_s")) else None,
@@ -81,22 +91,51 @@ def _case_key(r: Dict) -> Tuple:
     return r["group"], r["op"], r["mode"], r["n"], r["m"], r["d"], r["dtype"], r["device"], r["kernel"]
 
 
+def best_variant(impls: Dict[str, Dict], family: str) -> Tuple[Optional[Dict], str]:
+    """The faster ``ok`` row of a baseline family's variants in one case (``VARIANTS``: eager = cdist or
+    expansion, compile = the same under torch.compile) and its label: "cdist" / "expansion" when both ran,
+    "cdist only" / "expansion only" when one did.  (None, failure label) when none ran: the common failure
+    ("OOM", "too slow", ...) or "failed" when they differ; (None, "") when the family was not asked for."""
+    rows = [impls[i] for i in VARIANTS[family] if i in impls]
+    ok = [r for r in rows if r["status"] == "ok" and _finite(r.get("median_s"))]
+    if not ok:
+        stats = {r["status"] for r in rows}
+        if not stats:
+            return None, ""
+        return None, FAIL_LABEL.get(stats.pop(), "failed") if len(stats) == 1 else "failed"
+    best = min(ok, key=lambda r: r["median_s"])
+    return best, VARIANT_OF[best["impl"]] + ("" if len(ok) > 1 else " only")
+
+
+def _speedup_cell(r: Optional[Dict], label: str, fused_s: float) -> str:
+    if r is None:
+        return label or "—"
+    return f"{r['median_s'] / fused_s:.1f}× ({label})"
+
+
 def summary_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
-    """One line per case with a fused row: fused time, its speedup against each baseline, memory, roofline."""
-    baselines = [i for i in IMPLS if i != "fused" and any(r["impl"] == i for r in rows)]
+    """One line per case with a fused row: fused time, its speedup against each baseline, memory, roofline.
+
+    The eager and torch.compile baselines each come in two variants (squared distances by ``cdist`` or by
+    the expansion |a|^2 + |b|^2 - 2 a.b); the table has one column per family, "vs best eager" and
+    "vs best compile": the ratio against the faster variant of that case, which it names ("27.3× (expansion)";
+    "(cdist only)" where only one variant ran, e.g. results written before the expansion variant existed)."""
+    fams = [f for f in VARIANTS if any(r["impl"] in VARIANTS[f] for r in rows)]
+    members = {i for f in VARIANTS for i in VARIANTS[f]}
+    others = [i for i in IMPLS if i != "fused" and i not in members and any(r["impl"] == i for r in rows)]
     by_case: Dict[Tuple, Dict[str, Dict]] = {}
     for r in rows:
         by_case.setdefault(_case_key(r), {})[r["impl"]] = r
     extra = [k for k in HEADER_CONSTANTS if _varying(rows, k)]
-    head = (["op", "mode", "N", "M", "D"] + extra + ["fused ms"] + [f"vs {b}" for b in baselines]
-            + ["fused MB", "eager MB", "fused roofline"])
+    head = (["op", "mode", "N", "M", "D"] + extra + ["fused ms"] + [f"vs best {f}" for f in fams]
+            + [f"vs {b}" for b in others] + ["fused MB", "eager MB", "fused roofline"])
     body = []
     for key, impls in by_case.items():
         f = impls.get("fused")
         if not f or f["status"] != "ok":
             continue
-        cells = []
-        for b in baselines:
+        cells = [_speedup_cell(*best_variant(impls, fam), f["median_s"]) for fam in fams]
+        for b in others:
             r = impls.get(b)
             if r is None:
                 cells.append("—")
@@ -104,11 +143,40 @@ def summary_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
                 cells.append(f"{r['fused_speedup']:.1f}×")
             else:
                 cells.append(FAIL_LABEL.get(r["status"], r["status"]))
-        e = impls.get("eager")
+        e, elabel = best_variant(impls, "eager")
         body.append([f["op"], MODE_LABEL[f["mode"]], fmt_n(f["n"]), fmt_n(f["m"]), str(f["d"])]
                     + [str(f[k]) for k in extra] + [fmt_ms(f["median_s"])] + cells
-                    + [fmt_mb(f["peak_mem_mb"]), FAIL_LABEL.get(e["status"], fmt_mb(e["peak_mem_mb"])) if e else "—",
-                       _roof(f)])
+                    + [fmt_mb(f["peak_mem_mb"]), fmt_mb(e["peak_mem_mb"]) if e else (elabel or "—"), _roof(f)])
+    return head, body
+
+
+def headline_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
+    """The README's headline table: per case the fused time, the best eager and best torch.compile times
+    (faster of the cdist and expansion variants, named), KeOps, the two ratios and the memory of fused and
+    best eager."""
+    by_case: Dict[Tuple, Dict[str, Dict]] = {}
+    for r in rows:
+        by_case.setdefault(_case_key(r), {})[r["impl"]] = r
+    head = ["op", "mode", "gankernels ms", "best eager ms", "best torch.compile ms", "KeOps ms", "vs best eager",
+            "vs best compile", "memory fused / eager"]
+    body = []
+    for key, impls in by_case.items():
+        f = impls.get("fused")
+        if not f or f["status"] != "ok":
+            continue
+        e, elabel = best_variant(impls, "eager")
+        c, clabel = best_variant(impls, "compile")
+        k = impls.get("keops")
+
+        def ms(r, label=""):
+            if r is None:
+                return label or "—"
+            return fmt_ms(r["median_s"]) + (f" ({label})" if label else "")
+        kms = "—" if k is None else (fmt_ms(k["median_s"]) if k["status"] == "ok" else FAIL_LABEL.get(k["status"]))
+        mem = f"{fmt_mb(f['peak_mem_mb'])} MB / " + (f"{fmt_mb(e['peak_mem_mb'])} MB" if e else (elabel or "—"))
+        body.append([f"`{f['op']}`", MODE_LABEL[f["mode"]], f"**{fmt_ms(f['median_s'])}**", ms(e, elabel),
+                     ms(c, clabel), kms, _speedup_cell(e, elabel, f["median_s"]),
+                     _speedup_cell(c, clabel, f["median_s"]), mem])
     return head, body
 
 
@@ -214,7 +282,8 @@ def render_text(result: Dict) -> str:
         out += [format_text(*main_table(rows))]
         head, body = summary_table(rows)
         if body:
-            out += ["", "fused speedup (baseline median / fused median):", format_text(head, body)]
+            out += ["", "fused speedup (baseline median / fused median; vs best eager / compile: the faster of "
+                    "the cdist and expansion variants, named):", format_text(head, body)]
         out += ["", *sweep_lines(rows, cap)] if sweep_lines(rows, cap) else []
     return "\n".join(out) + "\n"
 
@@ -229,8 +298,10 @@ def render_markdown(result: Dict, heading: str, plot_path: Optional[str] = None)
             out += [f"### {name}", ""]
         head, body = summary_table(rows)
         if body:
-            out += ["Fused speedup (baseline median / fused median; OOM: out of memory under the cap; "
-                    "n/a: not installed or not applicable):", "", format_markdown(head, body), ""]
+            out += ["Fused speedup (baseline median / fused median; vs best eager / vs best compile: against the "
+                    "faster of the cdist and expansion variants of that case, named in brackets; OOM: out of "
+                    "memory under the cap; n/a: not installed or not applicable):", "", format_markdown(head, body),
+                    ""]
         sweeps = sweep_lines(rows, cap)
         if sweeps:
             out += ["Scaling: " + " ".join(sweeps), ""]
@@ -282,6 +353,7 @@ def write_csv(result: Dict, path: str) -> None:
 # ----------------------------------------------------------------------------- plot
 
 COLORS = {"fused": "tab:red", "eager": "tab:blue", "compile": "tab:green", "keops": "tab:purple",
+          "eager-expansion": "tab:cyan", "compile-expansion": "tab:gray",
           "geomloss": "tab:brown", "torchmetrics": "tab:orange", "fused-gram": "tab:pink",
           "fused-covariance": "tab:olive"}
 MEM_FLOOR_MB = 0.01

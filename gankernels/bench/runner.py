@@ -56,7 +56,7 @@ from .registry import IMPLS, MODES, OPS, OpSpec, Unavailable, build_impl, cast_i
 
 GIB = 1024 ** 3
 STATUSES = ("ok", "oom", "too slow", "unavailable", "failed")
-COMPILING_IMPLS = ("compile", "keops")   # the first call compiles
+COMPILING_IMPLS = ("compile", "compile-expansion", "keops")   # the first call compiles
 GRACE_S = 30.0   # probe time of a case predicted too slow (long enough to fail its big allocations)
 
 
