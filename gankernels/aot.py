@@ -508,8 +508,11 @@ def write_markdown(path: str, rows: List[Tuple[Variant, Result]], total: int, me
     big = [(v, r) for v, r in rows if r.ok and r.shared > SHARED_LIMIT[v.arch]]
     lines = ["# AOT compile check of the Triton kernels", ""]
     if done < total:
-        lines += [f"**PARTIAL TABLE: {done} of {total} variants compiled** (the run was stopped before the end; "
-                  "`make aot` compiles the rest).", ""]
+        lines += [f"**PARTIAL TABLE: {done} of {total} variants compiled.** The run did not reach the end; "
+                  "`make aot` resumes it from `build/aot_results.jsonl` and compiles the rest.  The order is "
+                  "by priority: first one representative variant per kernel x dtype x arch, then every family "
+                  "and flag combination at the largest blocks with IEEE dots, then TF32, then the smaller "
+                  "block configurations.", ""]
     lines += [
         f"Produced by `python -m gankernels.aot` on {meta['date']} with Triton {meta['triton']} "
         f"(ptxas {meta.get('ptxas sm_80', '?')} for sm_80, {meta.get('ptxas sm_90', '?')} for sm_90), "
@@ -591,6 +594,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--shard", default="0/1", help="i/n: compile every n-th variant starting at i")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new compiles (0: no limit)")
     ap.add_argument("--count", action="store_true", help="print the size of the matrix and exit")
+    ap.add_argument("--report-only", action="store_true",
+                    help="compile nothing: write the table from the variants already in --results")
     args = ap.parse_args(argv)
 
     import triton
@@ -619,6 +624,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if k in done:
                 rows.append((v, _result_of(done[k])))
                 continue
+            if args.report_only:
+                continue
             if args.limit and new >= args.limit:
                 break
             r = compile_variant(v)
@@ -634,7 +641,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.md and new % 25 == 0:
                 write_markdown(args.md, rows, len(mine), meta)
     if args.md:
-        note = f"Wall time of this run: {time.time() - t_start:.0f} s for {new} new compiles."
+        secs = sum(r.seconds for _, r in rows)
+        note = (f"Compile time of the {len(rows)} variants: {secs / 60:.0f} min on one core of a shared "
+                f"2-core machine (mean {secs / max(len(rows), 1):.1f} s per variant).")
         write_markdown(args.md, rows, len(mine), dict(meta, note=note))
     bad = [(v, r) for v, r in rows if r.problems]
     print(f"{len(rows)} of {len(mine)} variants; {len(bad)} with problems "
