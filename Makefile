@@ -1,5 +1,6 @@
 # make demo: create .venv, install, build the extension, run the quick benchmark and a short training run.
-# make test: create .venv, install, build, run the test suite (C++ engine, then Triton under TRITON_INTERPRET=1).
+# make test: create .venv, install, build, run the test suite (C++ engine and the AOT compile check of the Triton
+#            kernels, then Triton under TRITON_INTERPRET=1).
 # make bench: regenerate bench/RESULTS.md (section "CPU: every op and the mmd2 scaling sweep"), the scaling
 #             plot and the JSON / CSV rows with `gankernels bench --results` (about 40 min on 2 cores).
 # make aot: compile every Triton kernel configuration for sm_80 / sm_90 without a GPU (docs/AOT.md; long).
@@ -36,16 +37,17 @@ bench: build
 	OMP_NUM_THREADS=$(BENCH_THREADS) $(VPY) -m gankernels bench --results --threads $(BENCH_THREADS) --md bench/RESULTS.md \
 	  --plot bench/scaling_mmd_cpu.png --json bench/results_cpu.json --csv bench/results_cpu.csv
 
+# the first run is not interpreted: it holds the C++ engine tests and tests/test_aot.py (real Triton compiles)
 test: build
-	OMP_NUM_THREADS=2 $(VPY) -m pytest -q tests -m "not triton"
+	env -u TRITON_INTERPRET OMP_NUM_THREADS=2 $(VPY) -m pytest -q tests -m "not triton"
 	TRITON_INTERPRET=1 $(VPY) -m pytest -q tests -m triton
 
-# every kernel x configuration x dtype x arch; resumes from build/aot_results.jsonl (same Triton version).
+# every kernel x configuration x dtype x arch; resumes from docs/aot_results.jsonl (same Triton version).
 # Exit 1 when a variant fails to compile, spills over 64 B or exceeds the shared memory (the table is written
 # anyway).  AOT_ARGS=--shard i/n splits it over machines.
 AOT_ARGS ?=
 aot: build
-	env -u TRITON_INTERPRET OMP_NUM_THREADS=1 $(VPY) -m gankernels.aot --md docs/AOT.md $(AOT_ARGS)
+	env -u TRITON_INTERPRET OMP_NUM_THREADS=1 $(VPY) -m gankernels.aot --md docs/AOT.md --results docs/aot_results.jsonl $(AOT_ARGS)
 
 # GPU machine (torch + triton preinstalled, package installed with
 # `pip install --no-build-isolation --no-deps -e .`): the preflight (CUDA, driver vs Triton's ptxas, one

@@ -509,7 +509,7 @@ def write_markdown(path: str, rows: List[Tuple[Variant, Result]], total: int, me
     lines = ["# AOT compile check of the Triton kernels", ""]
     if done < total:
         lines += [f"**PARTIAL TABLE: {done} of {total} variants compiled.** The run did not reach the end; "
-                  "`make aot` resumes it from `build/aot_results.jsonl` and compiles the rest.  The order is "
+                  "`make aot` resumes it from `docs/aot_results.jsonl` and compiles the rest.  The order is "
                   "by priority: first one representative variant per kernel x dtype x arch, then every family "
                   "and flag combination at the largest blocks with IEEE dots, then TF32, then the smaller "
                   "block configurations.", ""]
@@ -588,7 +588,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m gankernels.aot", description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="80,90", help="comma-separated compute capabilities (default 80,90)")
     ap.add_argument("--md", default="docs/AOT.md", help="markdown table to write ('' for none)")
-    ap.add_argument("--results", default="build/aot_results.jsonl",
+    ap.add_argument("--results", default="docs/aot_results.jsonl",
                     help="one JSON line per compiled variant; existing lines of the same Triton version are reused")
     ap.add_argument("--representative", action="store_true", help="one variant per kernel x dtype x arch only")
     ap.add_argument("--shard", default="0/1", help="i/n: compile every n-th variant starting at i")
