@@ -1,0 +1,93 @@
+"""AOT compile check of the Triton kernels (``gankernels.aot``), no GPU needed.
+
+One representative variant per kernel x arch (sm_80, sm_90) in fp32 and in fp16
+(the heaviest flags at the largest blocks, Gaussian, IEEE dots; the score
+kernels upcast fp16, so their fp16 launch is the fp32 compile) is compiled
+with ``triton.compile``.  Each must compile, fit the architecture's shared
+memory, and spill no more than today: ``KNOWN_SPILLS`` lists the variants that
+spill now with the bytes measured (Triton 3.9.0, ptxas 12.9 for sm_80 and 13.4
+for sm_90) -- the work left to do; every other variant must not spill at all.
+With another Triton version (other ptxas) the bound is the recorded bytes or
+``aot.SPILL_LIMIT``, whichever is larger.  The full matrix is ``make aot``.
+
+Runs in the plain (non-interpreted) pytest run; skipped without triton or
+under ``TRITON_INTERPRET=1`` (interpreted kernels cannot be compiled).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+triton = pytest.importorskip("triton")
+if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+    pytest.skip("the AOT check compiles real kernels (unset TRITON_INTERPRET)", allow_module_level=True)
+
+from gankernels import aot  # noqa: E402
+
+MEASURED_WITH = "3.9.0"
+
+# (kernel, dtype label, arch) -> spill bytes (max of stores and loads) measured with MEASURED_WITH
+KNOWN_SPILLS = {
+    ("_cov_kernel", "fp16", 80): 8,
+    ("_cov_kernel", "fp32", 80): 64,
+    ("_flow_step_kernel", "fp32/fp16", 80): 468,
+    ("_gram_fwd_kernel", "fp16", 80): 8,
+    ("_gram_h_kernel", "fp16", 80): 292,
+    ("_gram_h_kernel", "fp32", 80): 364,
+    ("_gram_h_kernel", "fp32", 90): 36,
+    ("_hvp_kernel", "fp16", 80): 304,
+    ("_hvp_kernel", "fp16", 90): 84,
+    ("_hvp_kernel", "fp32", 80): 444,
+    ("_hvp_kernel", "fp32", 90): 492,
+    ("_pair_kernel", "fp16", 80): 440,
+    ("_pair_kernel", "fp16", 90): 544,
+    ("_pair_kernel", "fp32", 80): 560,
+    ("_pair_kernel", "fp32", 90): 32,
+    ("_score_bwd_x_kernel", "fp32/fp16", 80): 480,
+    ("_score_bwd_x_kernel", "fp32/fp16", 90): 32,
+    ("_score_bwd_y_kernel", "fp32/fp16", 80): 800,
+    ("_score_bwd_y_kernel", "fp32/fp16", 90): 92,
+    ("_score_kernel", "fp32/fp16", 80): 340,
+    ("_score_kernel", "fp32/fp16", 90): 12,
+}
+
+VARIANTS = aot.representative(dtypes=("fp32", "fp16"))
+
+
+def _id(v):
+    return f"{v.kernel}-{'/'.join(d for d in v.dtypes if d in ('fp32', 'fp16'))}-sm{v.arch}"
+
+
+def _label(v):
+    return "/".join(d for d in v.dtypes if d in ("fp32", "fp16"))
+
+
+def test_matrix_covers_every_kernel():
+    """Every @triton.jit kernel (not the jitted helpers) of the three modules is in the matrix, for both archs."""
+    import importlib
+
+    from triton.runtime.jit import JITFunction
+
+    helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots"}
+    want = set()
+    for mod in ("triton_engine", "triton_score", "triton_pulling_away"):
+        m = importlib.import_module(f"gankernels.{mod}")
+        for name, obj in vars(m).items():
+            if isinstance(obj, JITFunction) and obj.__module__ == m.__name__ and name not in helpers:
+                want.add(name)
+    got = {(v.kernel, v.arch) for v in VARIANTS}
+    assert {(k, a) for k in want for a in aot.ARCHS} <= got, sorted({(k, a) for k in want for a in aot.ARCHS} - got)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=_id)
+def test_compiles_without_new_spills(v):
+    with aot._private_cache():
+        r = aot.compile_variant(v)
+    assert r.ok, r.error
+    assert r.registers > 0
+    assert r.shared <= aot.SHARED_LIMIT[v.arch]
+    known = KNOWN_SPILLS.get((v.kernel, _label(v), v.arch), 0)
+    bound = known if triton.__version__ == MEASURED_WITH else max(known, aot.SPILL_LIMIT)
+    assert r.spill <= bound, (f"{v.kernel} {v.config()} {_label(v)} sm_{v.arch} spills {r.spill} B "
+                              f"(recorded: {known} B)")
