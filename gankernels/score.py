@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 
 from . import _ops  # noqa: F401  (loads gankernels._C and the pairwise registrations)
+from ._checks import check_same_device
 from .pairwise import _acc_dtype, _check_pair
 
 __all__ = ["smoothed_score"]
@@ -40,11 +41,13 @@ ops = torch.ops.gankernels
 
 @torch.library.register_fake("gankernels::smoothed_score")
 def _smoothed_score_fake(x, y, w, sigma):
+    check_same_device(("x", x), ("y", y), ("weights", w))
     return x.new_empty(x.shape), x.new_empty(x.shape[0], dtype=_acc_dtype(x))
 
 
 @torch.library.register_fake("gankernels::smoothed_score_backward")
 def _smoothed_score_backward_fake(grad, x, y, w, sigma, score, lse, output_mask):
+    check_same_device(("x", x), ("grad", grad), ("y", y), ("weights", w), ("score", score), ("lse", lse))
     gw = x.new_empty(0) if w is None else w.new_empty(w.shape)
     return x.new_empty(x.shape), y.new_empty(y.shape), gw
 
