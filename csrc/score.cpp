@@ -32,6 +32,8 @@
 // Memory: O((N + M) D) plus O(threads (M D + tile)) in the backward; nothing
 // N x M is allocated.  Limits: accumulation in fp32 (fp64 for fp64 inputs);
 // the noise is fp32 Box-Muller; smoothed_score is differentiable once.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
 #include <array>
@@ -482,6 +484,51 @@ void langevin_step_inplace_cpu(at::Tensor& x, const at::Tensor& drift, double st
   });
 }
 
+// ---------------------------------------------------------------- langevin_step_ and autograd
+//
+// Autograd notices in-place updates through each tensor's version counter: a node
+// that saved x compares x's version at backward with the one it recorded.  Built-in
+// in-place ops bump the counter in an ADInplaceOrView kernel and refuse leaves that
+// require grad in their autograd kernel; a custom op gets neither by itself, so
+// langevin_step_ registers both here.  The step is a sampling update, not a
+// differentiable function of its inputs: with grad mode on it refuses x or drift
+// that require grad (a leaf or a view of one with PyTorch's own message); under
+// no_grad it runs and only the version of x changes.
+
+using InplaceStepFn = void(at::Tensor&, const at::Tensor&, double, double, int64_t);
+
+const c10::TypedOperatorHandle<InplaceStepFn>& inplace_step_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("gankernels::langevin_step_", "").typed<InplaceStepFn>();
+  return op;
+}
+
+void langevin_step_inplace_version(c10::DispatchKeySet ks, at::Tensor& x, const at::Tensor& drift,
+                                   double step_size, double temperature, int64_t seed) {
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    inplace_step_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, x, drift, step_size, temperature, seed);
+  }
+  torch::autograd::impl::bump_version(x);
+}
+
+void langevin_step_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& x, const at::Tensor& drift,
+                                    double step_size, double temperature, int64_t seed) {
+  if (at::GradMode::is_enabled() && (x.requires_grad() || drift.requires_grad())) {
+    TORCH_CHECK(!(x.requires_grad() && x.is_leaf()),
+                "langevin_step_: x is a leaf that requires grad (a leaf Variable that requires grad is being used "
+                "in an in-place operation); update x.detach() or call it under torch.no_grad()");
+    TORCH_CHECK(!(x.requires_grad() && x.is_view() && x._base().is_leaf()),
+                "langevin_step_: x is a view of a leaf that requires grad (a view of a leaf Variable that requires "
+                "grad is being used in an in-place operation); call it under torch.no_grad()");
+    TORCH_CHECK(false, "langevin_step_ is a sampling update and not differentiable, but ",
+                x.requires_grad() ? "x" : "drift", " requires grad; call it under torch.no_grad() or on detached "
+                "tensors");
+  }
+  at::AutoDispatchBelowAutograd guard;
+  inplace_step_op().redispatch(ks & c10::after_autograd_keyset, x, drift, step_size, temperature, seed);
+}
+
 at::Tensor kernel_langevin_cpu(const at::Tensor& x, const at::Tensor& centers, const at::Tensor& w, int64_t family,
                                at::ArrayRef<double> params, double step_size, int64_t steps, double temperature,
                                int64_t seed) {
@@ -583,6 +630,14 @@ TORCH_LIBRARY_FRAGMENT(gankernels, m) {
       "kernel_langevin(Tensor x, Tensor centers, Tensor w, int family, float[] params, float step_size, int steps, "
       "float temperature, int seed) -> Tensor");
   m.def("kde_langevin(Tensor x, Tensor data, float[] sigmas, int steps_per_sigma, float eps, int seed) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gankernels, ADInplaceOrView, m) {
+  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_version));
+}
+
+TORCH_LIBRARY_IMPL(gankernels, Autograd, m) {
+  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_autograd));
 }
 
 TORCH_LIBRARY_IMPL(gankernels, CPU, m) {

@@ -112,8 +112,25 @@ def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temper
 
 def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """In-place ``langevin_step``: updates and returns ``x``."""
+    """In-place ``langevin_step``: updates and returns ``x``.
+
+    Autograd sees an in-place update, as with ``x.add_(...)`` under ``torch.no_grad()``:
+    x's version counter is bumped, so a graph that saved x raises "modified by an
+    inplace operation" at backward instead of using the new values; a leaf that
+    requires grad (or a view of one) is refused unless grad mode is off, as PyTorch
+    refuses ``leaf.add_(...)``.  A non-leaf x keeps its history: the step adds a
+    constant (drift is detached), so gradients flow through it unchanged.
+    """
     eta, tau = _step_args(x, drift, step_size, temperature)
+    if torch.is_grad_enabled() and x.requires_grad:
+        if x.is_leaf:
+            raise RuntimeError("langevin_step_: x is a leaf that requires grad (a leaf Variable that requires grad "
+                               "is being used in an in-place operation); update x.detach() or call it under "
+                               "torch.no_grad()")
+        if x._base is not None and x._base.is_leaf:
+            raise RuntimeError("langevin_step_: x is a view of a leaf that requires grad (a view of a leaf Variable "
+                               "that requires grad is being used in an in-place operation); call it under "
+                               "torch.no_grad()")
     with torch.no_grad():
         ops.langevin_step_(x, drift.detach(), eta, tau, draw_seed(generator))
     return x
