@@ -537,6 +537,7 @@ at::Tensor kernel_langevin_cpu(const at::Tensor& x, const at::Tensor& centers, c
   check_vector(w, centers.size(0), "w", centers, "centers");
   TORCH_CHECK_VALUE(steps >= 0, "steps must be non-negative, got ", steps);
   check_langevin(step_size, temperature);
+  if (steps == 0) return x.clone(at::MemoryFormat::Contiguous);  // exactly x (no round trip through the shift)
   const auto acc = acc_type(x);
   const int64_t N = x.size(0), M = centers.size(0), D = x.size(1);
   // radial kernels are translation invariant: work relative to the centres' mean
@@ -587,6 +588,7 @@ at::Tensor kde_langevin_cpu(const at::Tensor& x, const at::Tensor& data, at::Arr
                       k, "] = ", sigmas[k]);
   TORCH_CHECK_VALUE(steps_per_sigma >= 0, "steps_per_sigma must be non-negative, got ", steps_per_sigma);
   TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0, "eps must be positive and finite, got ", eps);
+  if (steps_per_sigma == 0) return x.clone(at::MemoryFormat::Contiguous);  // exactly x
   const auto acc = acc_type(x);
   const int64_t N = x.size(0), M = data.size(0), D = x.size(1);
   Shifted sh = shift_by_centre_mean(x, data, acc);

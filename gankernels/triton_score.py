@@ -502,6 +502,8 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
                     step_size: float, steps: int, temperature: float, seed: int) -> torch.Tensor:
     """``steps`` fused steps x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi."""
     _checks.kernel_langevin_args(x, centers, w, family, params, step_size, steps, temperature)
+    if int(steps) == 0:
+        return x.clone(memory_format=torch.contiguous_format)  # exactly x (no round trip through the shift)
     cfg = _points(x, centers, "x", "centers")
     wa = _vector(w, centers.size(0), centers, cfg.acc_torch)
     eta = _positive(step_size, "step_size")
@@ -539,6 +541,8 @@ def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], s
                  seed: int) -> torch.Tensor:
     """Annealed Langevin on the Gaussian-smoothed data, score and update fused (one launch per step)."""
     _checks.kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
+    if int(steps_per_sigma) == 0:
+        return x.clone(memory_format=torch.contiguous_format)  # exactly x
     cfg = _points(x, data, "x", "data")
     sig = [_positive(s, "sigmas") for s in sigmas]
     _require(len(sig) > 0, "sigmas must not be empty")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -332,3 +333,53 @@ def test_inputs_not_modified():
     gk.kernel_flow(x, y, Energy(), w[:, 0])
     gk.mmd2(x, y, Laplacian(), estimator="unbiased")
     assert torch.equal(x, x0) and torch.equal(y, y0) and torch.equal(w, w0)
+
+
+@pytest.mark.parametrize("make,expect", [
+    (lambda: Gaussian(np.float32(1.5)), Gaussian(1.5)),
+    (lambda: Gaussian(np.float64(2.0)), Gaussian(2.0)),
+    (lambda: Gaussian(np.int32(2)), Gaussian(2.0)),
+    (lambda: Gaussian(torch.tensor(1.5)), Gaussian(1.5)),
+    (lambda: Gaussian(torch.tensor([1.5])), Gaussian(1.5)),
+    (lambda: Gaussian(torch.tensor(2, dtype=torch.int64)), Gaussian(2.0)),
+    (lambda: Gaussian(torch.tensor([1.0, 2.0])), Gaussian((1.0, 2.0))),
+    (lambda: Gaussian(np.array([1.0, 2.0], dtype=np.float32)), Gaussian((1.0, 2.0))),
+    (lambda: Laplacian([np.float32(0.5), torch.tensor(2.0)]), Laplacian((0.5, 2.0))),
+    (lambda: RationalQuadratic(alphas=np.float32(0.5), lengthscale=torch.tensor(2.0)),
+     RationalQuadratic(alphas=0.5, lengthscale=2.0)),
+    (lambda: InverseMultiquadric(scales=np.float32(0.5), beta=np.float32(-1.5)), InverseMultiquadric(0.5, -1.5)),
+    (lambda: Polyharmonic(np.int64(3), eps=np.float32(0.25)), Polyharmonic(3, 0.25)),
+    (lambda: Polyharmonic(torch.tensor(2)), Polyharmonic(2)),
+    (lambda: Polynomial(np.float64(3.0), gamma=torch.tensor(0.5), coef0=np.float32(1.0)), Polynomial(3, 0.5, 1.0)),
+], ids=lambda v: "" if callable(v) else repr(v))
+def test_kernel_parameters_accept_real_scalars(make, expect):
+    """NumPy scalars and one-element real tensors are real numbers too; they are stored as Python numbers."""
+    kernel = make()
+    assert kernel == expect and hash(kernel) == hash(expect) and repr(kernel) == repr(expect)
+
+
+@pytest.mark.parametrize("make,param", [
+    (lambda: Gaussian(np.bool_(True)), "sigmas"),
+    (lambda: Gaussian(torch.tensor(True)), "sigmas"),
+    (lambda: Gaussian(torch.tensor(1 + 1j)), "sigmas"),
+    (lambda: Gaussian(torch.ones(2, 2)), "sigmas"),
+    (lambda: Gaussian(torch.tensor(1.0, device="meta")), "sigmas"),
+    (lambda: Polyharmonic(np.float32(1.5)), "k"),
+    (lambda: Polynomial(torch.tensor(2.5)), "degree"),
+])
+def test_kernel_parameters_refuse_other_scalars(make, param):
+    with pytest.raises(TypeError) as info:
+        make()
+    assert param in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("make,param", [
+    (lambda: Polyharmonic(2 ** 24 + 1), "k"),
+    (lambda: Polynomial(2 ** 25), "degree"),
+    (lambda: Gaussian(torch.tensor(float("nan"))), "sigmas"),
+    (lambda: Gaussian(np.float32(-1.0)), "sigmas"),
+])
+def test_kernel_parameter_ranges_for_other_scalars(make, param):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert param in str(info.value), str(info.value)

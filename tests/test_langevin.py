@@ -205,6 +205,23 @@ def test_discriminator_score_under_no_grad():
     assert xs.shape == x.shape and not xs.requires_grad
 
 
+# ----------------------------------------------------------------------------- steps = 0 is the identity
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64], ids=str)
+def test_zero_steps_return_an_exact_copy(dtype):
+    """No step, no change: not even the ulp of a round trip through the shift by the centres' mean."""
+    x = (torch.randn(70, 3, generator=gen(0)) * 10 + 3.3).to(dtype)
+    c = (torch.randn(40, 3, generator=gen(1)) + 0.37).to(dtype)
+    for call in (lambda t: gk.kernel_langevin(t, c, gk.Gaussian(1.0), None, 0.1, 0, generator=gen(2)),
+                 lambda t: gk.kde_langevin(t, c, [1.0, 0.5], 0, 0.1, generator=gen(2)),
+                 lambda t: ops.kernel_langevin(t, c, torch.ones(40, dtype=dtype), 0, [1.0], 0.1, 0, 1.0, 5),
+                 lambda t: ops.kde_langevin(t, c, [1.0], 0, 0.1, 5)):
+        for t in (x, x.t().contiguous().t()):  # contiguous and not
+            out = call(t)
+            assert torch.equal(out, t) and out.dtype == t.dtype
+            assert out.is_contiguous() and out.data_ptr() != t.data_ptr()
+
+
 # ----------------------------------------------------------------------------- langevin_step_ and autograd
 
 def test_inplace_step_bumps_the_version():
