@@ -22,6 +22,7 @@
 #include <limits>
 #include <vector>
 
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
 namespace gankernels {
@@ -62,6 +63,84 @@ template <typename T> inline T flush_tiny(T v);
 template <> inline float flush_tiny(float v) { return v < 1e-30f ? 0.0f : v; }
 template <> inline double flush_tiny(double v) { return v < 1e-280 ? 0.0 : v; }
 
+// ---------------------------------------------------------------- parameter checks
+//
+// The rules of gankernels/kernels.py, applied to the raw (family, params) pair that
+// every op receives, so that a direct call of a torch.ops.gankernels op with a
+// wrong count or an out-of-range value raises instead of reading past the end of
+// the parameter array or computing garbage.  gankernels/_checks.py has the same
+// rules for the Triton launchers.  Integer parameters (Polyharmonic k, Polynomial
+// degree) are limited to |v| <= 2^24, where a float holds them exactly.
+
+constexpr int64_t kNumFamilies = 8;
+constexpr double kMaxIntParam = 16777216.0;  // 2^24
+
+inline const char* family_name(int64_t family) {
+  static const char* names[kNumFamilies] = {"Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian",
+                                            "Energy", "Polyharmonic", "Polynomial", "Linear"};
+  return family >= 0 && family < kNumFamilies ? names[family] : "unknown";
+}
+
+// params[i] (called `what`) of `family` must satisfy `ok`; `rule` says how.
+inline void check_param(bool ok, int64_t family, size_t i, const char* what, const char* rule, double v) {
+  TORCH_CHECK_VALUE(ok, "params[", i, "] (", what, ") of kernel family ", family, " (", family_name(family),
+                    ") must be ", rule, ", got ", v);
+}
+
+inline void check_param_count(bool ok, int64_t family, const char* layout, size_t n) {
+  TORCH_CHECK_VALUE(ok, "params of kernel family ", family, " (", family_name(family), ") must be ", layout,
+                    ", got ", n, " value(s)");
+}
+
+inline bool is_int_param(double v) {
+  return std::isfinite(v) && v == std::nearbyint(v) && std::fabs(v) <= kMaxIntParam;
+}
+
+inline void check_family_params(int64_t family, c10::ArrayRef<double> params) {
+  TORCH_CHECK_VALUE(family >= 0 && family < kNumFamilies, "family must be a kernel family code in [0, ",
+                    kNumFamilies - 1, "] (see gankernels/kernels.py), got ", family);
+  const size_t n = params.size();
+  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
+  switch (family) {
+    case kGaussian:
+    case kLaplacian:
+      check_param_count(n >= 1, family, "[sigma_1, ..., sigma_K] with K >= 1", n);
+      for (size_t i = 0; i < n; ++i)
+        check_param(positive(params[i]), family, i, "sigma", "positive and finite", params[i]);
+      break;
+    case kRationalQuadratic:
+      check_param_count(n >= 2, family, "[lengthscale, alpha_1, ..., alpha_K] with K >= 1", n);
+      check_param(positive(params[0]), family, 0, "lengthscale", "positive and finite", params[0]);
+      for (size_t i = 1; i < n; ++i)
+        check_param(positive(params[i]), family, i, "alpha", "positive and finite", params[i]);
+      break;
+    case kInverseMultiquadric:
+      check_param_count(n >= 2, family, "[beta, c_1, ..., c_K] with K >= 1", n);
+      check_param(std::isfinite(params[0]) && params[0] < 0, family, 0, "beta", "negative and finite", params[0]);
+      for (size_t i = 1; i < n; ++i)
+        check_param(positive(params[i]), family, i, "c", "positive and finite", params[i]);
+      break;
+    case kEnergy:
+    case kLinear:
+      check_param_count(n == 0, family, "empty", n);
+      break;
+    case kPolyharmonic:
+      check_param_count(n == 2, family, "[k, eps]", n);
+      check_param(is_int_param(params[0]), family, 0, "k", "an integer with |k| <= 2^24", params[0]);
+      check_param(std::isfinite(params[1]) && params[1] >= 0, family, 1, "eps", "non-negative and finite",
+                  params[1]);
+      check_param(params[0] > 0 || params[1] > 0, family, 1, "eps", "positive when k <= 0", params[1]);
+      break;
+    case kPolynomial:
+      check_param_count(n == 3, family, "[degree, gamma, coef0]", n);
+      check_param(is_int_param(params[0]) && params[0] >= 1, family, 0, "degree", "an integer in [1, 2^24]",
+                  params[0]);
+      check_param(positive(params[1]), family, 1, "gamma", "positive and finite", params[1]);
+      check_param(std::isfinite(params[2]), family, 2, "coef0", "finite", params[2]);
+      break;
+  }
+}
+
 template <typename T>
 struct Family {
   int64_t code = 0;
@@ -69,6 +148,7 @@ struct Family {
   std::vector<int> ladder;  // Gaussian: 0 = fresh exp, m > 0 = previous^(4^m)
 
   Family(int64_t family, const std::vector<double>& params) : code(family) {
+    check_family_params(family, params);
     switch (family) {
       case kGaussian: {
         std::vector<double> s(params);

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "checks.h"
 #include "engine.h"
 #include "tensor_utils.h"
 
@@ -87,6 +88,7 @@ T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 
 at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& w, int64_t family,
                     at::ArrayRef<double> params) {
+  check_ksum_args(x, y, w, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   at::Tensor wa = prep(w, p.acc);
@@ -110,6 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
                                                                  const at::Tensor& w, int64_t family,
                                                                  at::ArrayRef<double> params,
                                                                  std::array<bool, 3> mask) {
+  check_ksum_backward_args(grad, x, y, w, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   check_rows(grad, p.N, "grad");
@@ -171,6 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
 
 at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
                      const at::Tensor& b, int64_t family, at::ArrayRef<double> params) {
+  check_kflow_args(x, y, a, b, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(a, p.N, "a");
   check_rows(b, p.M, "b");
@@ -197,6 +201,7 @@ at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, co
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
     const at::Tensor& b, int64_t family, at::ArrayRef<double> params, std::array<bool, 4> mask) {
+  check_kflow_backward_args(grad, x, y, a, b, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(a, p.N, "a");
   check_rows(b, p.M, "b");

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "engine.h"  // mm<T>: row-major GEMM on the BLAS libtorch exports
+#include "tensor_utils.h"
 
 namespace gankernels {
 namespace {
@@ -278,6 +279,8 @@ at::Tensor pulling_away_cpu(const at::Tensor& s, double eps, int64_t algorithm) 
 at::Tensor pulling_away_backward_cpu(const at::Tensor& grad, const at::Tensor& s, double eps, int64_t algorithm) {
   check_args(s, eps, algorithm);
   TORCH_CHECK_VALUE(grad.numel() == 1, "grad must have one element, got shape ", grad.sizes());
+  check_floating(grad, "grad");
+  check_device(grad, s, "grad", "s");
   const int64_t N = s.size(0), D = s.size(1);
   const double c = 4.0 * grad.item<double>() / (double(N) * double(N - 1));
   at::Tensor out = at::empty({N, D}, s.options().dtype(acc_of(s)));

@@ -32,6 +32,8 @@
 // Memory: O((N + M) D) plus O(threads (M D + tile)) in the backward; nothing
 // N x M is allocated.  Limits: accumulation in fp32 (fp64 for fp64 inputs);
 // the noise is fp32 Box-Muller; smoothed_score is differentiable once.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
 #include <array>
@@ -207,16 +209,10 @@ Shifted shift_by_centre_mean(const at::Tensor& x, const at::Tensor& y, at::Scala
 }
 
 void check_score_inputs(const at::Tensor& x, const at::Tensor& y, const std::optional<at::Tensor>& w, double sigma) {
-  check_points(x, "x");
-  check_points(y, "y");
-  TORCH_CHECK_VALUE(x.size(1) == y.size(1), "x and y must have the same dimension, got ", x.size(1), " and ",
-                    y.size(1));
-  TORCH_CHECK_TYPE(x.scalar_type() == y.scalar_type(), "x and y must have the same dtype");
+  check_point_pair(x, y, "x", "y");
   TORCH_CHECK_VALUE(std::isfinite(sigma) && sigma > 0, "sigma must be positive and finite, got ", sigma);
   if (w.has_value()) {
-    TORCH_CHECK_VALUE(w->dim() == 1 && w->size(0) == y.size(0), "weights must have shape [", y.size(0),
-                      "], got ", w->sizes());
-    TORCH_CHECK_TYPE(at::isFloatingType(w->scalar_type()), "weights must be a floating tensor");
+    check_vector(*w, y.size(0), "weights", y, "y");
     TORCH_CHECK_VALUE(!(*w < 0).any().item<bool>(), "weights must be non-negative");
     TORCH_CHECK_VALUE(!(w->sum() == 0).item<bool>(), "weights must not all be zero");
   }
@@ -357,10 +353,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> smoothed_score_backward_cpu(
     double sigma, const at::Tensor& score, const at::Tensor& lse, std::array<bool, 3> mask) {
   check_score_inputs(x, y, w, sigma);
   const int64_t N = x.size(0), M = y.size(0), D = x.size(1);
-  check_rows(grad, N, "grad");
-  check_rows(score, N, "score");
-  TORCH_CHECK_VALUE(grad.size(1) == D && score.size(1) == D, "grad and score must have shape [N, D]");
-  TORCH_CHECK_VALUE(lse.dim() == 1 && lse.size(0) == N, "lse must have shape [N]");
+  check_matrix(grad, N, D, "grad", x, "x");
+  check_matrix(score, N, D, "score", x, "x");
+  check_vector(lse, N, "lse", x, "x");
   const auto acc = acc_type(x);
   auto opts = x.options().dtype(acc);
   Shifted sh = shift_by_centre_mean(x, y, acc);
@@ -441,13 +436,20 @@ void check_langevin(double step_size, double temperature) {
                     "temperature must be non-negative and finite, got ", temperature);
 }
 
-at::Tensor langevin_step_cpu(const at::Tensor& x, const at::Tensor& drift, double step_size, double temperature,
-                             int64_t seed) {
+// langevin_step(_): x of any shape, drift of x's shape, dtype and device.
+void check_step_args(const at::Tensor& x, const at::Tensor& drift, double step_size, double temperature) {
   check_langevin(step_size, temperature);
-  TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), "x must be a floating tensor");
+  check_floating(x, "x");
   TORCH_CHECK_VALUE(drift.sizes() == x.sizes(), "drift must have the shape of x ", x.sizes(), ", got ",
                     drift.sizes());
-  TORCH_CHECK_TYPE(drift.scalar_type() == x.scalar_type(), "drift must have the dtype of x");
+  TORCH_CHECK_TYPE(drift.scalar_type() == x.scalar_type(), "drift must have the dtype of x (", x.scalar_type(),
+                   "), got ", drift.scalar_type());
+  check_device(drift, x, "drift", "x");
+}
+
+at::Tensor langevin_step_cpu(const at::Tensor& x, const at::Tensor& drift, double step_size, double temperature,
+                             int64_t seed) {
+  check_step_args(x, drift, step_size, temperature);
   const auto acc = acc_type(x);
   at::Tensor xa = prep(x, acc), da = prep(drift, acc);
   at::Tensor out = at::empty_like(xa);
@@ -460,15 +462,12 @@ at::Tensor langevin_step_cpu(const at::Tensor& x, const at::Tensor& drift, doubl
 
 void langevin_step_inplace_cpu(at::Tensor& x, const at::Tensor& drift, double step_size, double temperature,
                                int64_t seed) {
+  check_step_args(x, drift, step_size, temperature);
   const bool direct = x.is_contiguous() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble);
   if (!direct) {
     x.copy_(langevin_step_cpu(x, drift, step_size, temperature, seed));
     return;
   }
-  check_langevin(step_size, temperature);
-  TORCH_CHECK_VALUE(drift.sizes() == x.sizes(), "drift must have the shape of x ", x.sizes(), ", got ",
-                    drift.sizes());
-  TORCH_CHECK_TYPE(drift.scalar_type() == x.scalar_type(), "drift must have the dtype of x");
   at::Tensor da = drift.contiguous();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "langevin_step_inplace_cpu", [&] {
     langevin_update_parallel<scalar_t>(x.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), da.data_ptr<scalar_t>(),
@@ -476,18 +475,60 @@ void langevin_step_inplace_cpu(at::Tensor& x, const at::Tensor& drift, double st
   });
 }
 
+// ---------------------------------------------------------------- langevin_step_ and autograd
+//
+// Autograd notices in-place updates through each tensor's version counter: a node
+// that saved x compares x's version at backward with the one it recorded.  Built-in
+// in-place ops bump the counter in an ADInplaceOrView kernel and refuse leaves that
+// require grad in their autograd kernel; a custom op gets neither by itself, so
+// langevin_step_ registers both here.  The step is a sampling update, not a
+// differentiable function of its inputs: with grad mode on it refuses x or drift
+// that require grad (a leaf or a view of one with PyTorch's own message); under
+// no_grad it runs and only the version of x changes.
+
+using InplaceStepFn = void(at::Tensor&, const at::Tensor&, double, double, int64_t);
+
+const c10::TypedOperatorHandle<InplaceStepFn>& inplace_step_op() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("gankernels::langevin_step_", "").typed<InplaceStepFn>();
+  return op;
+}
+
+void langevin_step_inplace_version(c10::DispatchKeySet ks, at::Tensor& x, const at::Tensor& drift,
+                                   double step_size, double temperature, int64_t seed) {
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    inplace_step_op().redispatch(ks & c10::after_ADInplaceOrView_keyset, x, drift, step_size, temperature, seed);
+  }
+  torch::autograd::impl::bump_version(x);
+}
+
+void langevin_step_inplace_autograd(c10::DispatchKeySet ks, at::Tensor& x, const at::Tensor& drift,
+                                    double step_size, double temperature, int64_t seed) {
+  if (at::GradMode::is_enabled() && (x.requires_grad() || drift.requires_grad())) {
+    TORCH_CHECK(!(x.requires_grad() && x.is_leaf()),
+                "langevin_step_: x is a leaf that requires grad (a leaf Variable that requires grad is being used "
+                "in an in-place operation); update x.detach() or call it under torch.no_grad()");
+    TORCH_CHECK(!(x.requires_grad() && x.is_view() && x._base().is_leaf()),
+                "langevin_step_: x is a view of a leaf that requires grad (a view of a leaf Variable that requires "
+                "grad is being used in an in-place operation); call it under torch.no_grad()");
+    TORCH_CHECK(false, "langevin_step_ is a sampling update and not differentiable, but ",
+                x.requires_grad() ? "x" : "drift", " requires grad; call it under torch.no_grad() or on detached "
+                "tensors");
+  }
+  at::AutoDispatchBelowAutograd guard;
+  inplace_step_op().redispatch(ks & c10::after_autograd_keyset, x, drift, step_size, temperature, seed);
+}
+
 at::Tensor kernel_langevin_cpu(const at::Tensor& x, const at::Tensor& centers, const at::Tensor& w, int64_t family,
                                at::ArrayRef<double> params, double step_size, int64_t steps, double temperature,
                                int64_t seed) {
-  check_points(x, "x");
-  check_points(centers, "centers");
-  TORCH_CHECK_VALUE(x.size(1) == centers.size(1), "x and centers must have the same dimension, got ", x.size(1),
-                    " and ", centers.size(1));
-  TORCH_CHECK_TYPE(x.scalar_type() == centers.scalar_type(), "x and centers must have the same dtype");
-  TORCH_CHECK_VALUE(w.dim() == 1 && w.size(0) == centers.size(0), "weights must have shape [",
-                    centers.size(0), "], got ", w.sizes());
+  check_family_params(family, params);
+  check_point_pair(x, centers, "x", "centers");
+  check_vector(w, centers.size(0), "w", centers, "centers");
   TORCH_CHECK_VALUE(steps >= 0, "steps must be non-negative, got ", steps);
   check_langevin(step_size, temperature);
+  if (steps == 0) return x.clone(at::MemoryFormat::Contiguous);  // exactly x (no round trip through the shift)
   const auto acc = acc_type(x);
   const int64_t N = x.size(0), M = centers.size(0), D = x.size(1);
   // radial kernels are translation invariant: work relative to the centres' mean
@@ -531,15 +572,14 @@ at::Tensor kernel_langevin_cpu(const at::Tensor& x, const at::Tensor& centers, c
 
 at::Tensor kde_langevin_cpu(const at::Tensor& x, const at::Tensor& data, at::ArrayRef<double> sigmas,
                             int64_t steps_per_sigma, double eps, int64_t seed) {
-  check_points(x, "x");
-  check_points(data, "data");
-  TORCH_CHECK_VALUE(x.size(1) == data.size(1), "x and data must have the same dimension, got ", x.size(1),
-                    " and ", data.size(1));
-  TORCH_CHECK_TYPE(x.scalar_type() == data.scalar_type(), "x and data must have the same dtype");
+  check_point_pair(x, data, "x", "data");
   TORCH_CHECK_VALUE(!sigmas.empty(), "sigmas must not be empty");
-  for (double s : sigmas) TORCH_CHECK_VALUE(std::isfinite(s) && s > 0, "sigmas must be positive and finite");
-  TORCH_CHECK_VALUE(steps_per_sigma >= 0, "steps_per_sigma must be non-negative");
+  for (size_t k = 0; k < sigmas.size(); ++k)
+    TORCH_CHECK_VALUE(std::isfinite(sigmas[k]) && sigmas[k] > 0, "sigmas must be positive and finite, got sigmas[",
+                      k, "] = ", sigmas[k]);
+  TORCH_CHECK_VALUE(steps_per_sigma >= 0, "steps_per_sigma must be non-negative, got ", steps_per_sigma);
   TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0, "eps must be positive and finite, got ", eps);
+  if (steps_per_sigma == 0) return x.clone(at::MemoryFormat::Contiguous);  // exactly x
   const auto acc = acc_type(x);
   const int64_t N = x.size(0), M = data.size(0), D = x.size(1);
   Shifted sh = shift_by_centre_mean(x, data, acc);
@@ -583,6 +623,14 @@ TORCH_LIBRARY_FRAGMENT(gankernels, m) {
       "kernel_langevin(Tensor x, Tensor centers, Tensor w, int family, float[] params, float step_size, int steps, "
       "float temperature, int seed) -> Tensor");
   m.def("kde_langevin(Tensor x, Tensor data, float[] sigmas, int steps_per_sigma, float eps, int seed) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(gankernels, ADInplaceOrView, m) {
+  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_version));
+}
+
+TORCH_LIBRARY_IMPL(gankernels, Autograd, m) {
+  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_autograd));
 }
 
 TORCH_LIBRARY_IMPL(gankernels, CPU, m) {

@@ -19,30 +19,41 @@ from __future__ import annotations
 import torch
 
 from . import _C  # noqa: F401  (runs the C++ registrations)
+from ._checks import check_family, check_same_device
 
 ops = torch.ops.gankernels
 
 
 # ----------------------------------------------------------------------------- fake kernels
+# The fakes check what needs no data (the family and its parameters, one device for all
+# tensors); shapes are left to the real kernels, so that symbolic sizes get no guards.
 
 @torch.library.register_fake("gankernels::ksum")
 def _ksum_fake(x, y, w, family, params):
+    check_family(family, params)
+    check_same_device(("x", x), ("y", y), ("w", w))
     return x.new_empty(x.shape[0], w.shape[1])
 
 
 @torch.library.register_fake("gankernels::ksum_backward")
 def _ksum_backward_fake(grad, x, y, w, family, params, output_mask):
+    check_family(family, params)
+    check_same_device(("x", x), ("grad", grad), ("y", y), ("w", w))
     m = 0 if y is None else y.shape[0]
     return x.new_empty(x.shape), x.new_empty(m, x.shape[1]), x.new_empty(w.shape)
 
 
 @torch.library.register_fake("gankernels::kflow")
 def _kflow_fake(x, y, a, b, family, params):
+    check_family(family, params)
+    check_same_device(("x", x), ("y", y), ("a", a), ("b", b))
     return x.new_empty(x.shape)
 
 
 @torch.library.register_fake("gankernels::kflow_backward")
 def _kflow_backward_fake(grad, x, y, a, b, family, params, output_mask):
+    check_family(family, params)
+    check_same_device(("x", x), ("grad", grad), ("y", y), ("a", a), ("b", b))
     m = 0 if y is None else y.shape[0]
     return x.new_empty(x.shape), x.new_empty(m, x.shape[1]), x.new_empty(a.shape), x.new_empty(b.shape)
 

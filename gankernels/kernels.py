@@ -11,8 +11,12 @@ Two shapes of kernel exist:
 * dot-product kernels, k(a, b) = psi(t) with t = a . b, so that
   grad_a k = psi'(t) b and grad_b k = psi'(t) a.
 
-Mixture arguments (``sigmas``, ``alphas``, ``scales``) take a float or a
+Mixture arguments (``sigmas``, ``alphas``, ``scales``) take a real scalar or a
 sequence; the kernel is the **sum** over their values (MMD-GAN convention).
+A real scalar is a Python or NumPy number or a one-element real tensor (0-dim
+or not); every parameter is stored as a Python float (or int for ``k`` and
+``degree``, which must be integral with magnitude at most 2^24), so kernels
+built from equal values compare and hash equal.
 
 Parameter encoding (``params`` as passed to the ops), by family code:
 
@@ -37,6 +41,7 @@ the symmetric sub-gradient.  Away from coincident points they are smooth.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence, Tuple, Union
 
@@ -52,17 +57,22 @@ ENERGY, POLYHARMONIC, POLYNOMIAL, LINEAR = 4, 5, 6, 7
 RADIAL_FAMILIES = (GAUSSIAN, RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, LAPLACIAN, ENERGY, POLYHARMONIC)
 
 
+def _scalar(name: str, value, what: str = "a real number"):
+    """A real scalar as a Python int or float: Python / NumPy numbers, 0-dim or 1-element real tensors."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+        return value
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        torch = None
+    if (torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1
+            and value.dtype != torch.bool and not value.is_complex() and value.device.type != "meta"):
+        return value.item()
+    raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
 def _number(name: str, value, *, positive: bool = False, negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        try:
-            import torch
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = value.item()
-            else:
-                raise TypeError
-        except TypeError:
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    value = float(value)
+    value = float(_scalar(name, value))
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if positive and value <= 0:
@@ -72,8 +82,30 @@ def _number(name: str, value, *, positive: bool = False, negative: bool = False)
     return value
 
 
+MAX_INT_PARAM = 2 ** 24  # integer parameters travel as floats: exact up to 2^24 in fp32
+
+
+def _integer(name: str, value, what: str) -> int:
+    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |v| <= 2^24."""
+    value = _scalar(name, value, what)
+    if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    value = int(value)
+    if abs(value) > MAX_INT_PARAM:
+        raise ValueError(f"{name} must be at most 2^24 in magnitude, got {value}")
+    return value
+
+
+def _is_scalar(value) -> bool:
+    try:
+        _scalar("value", value)
+        return True
+    except TypeError:
+        return False
+
+
 def _mixture(name: str, values: Floats) -> Tuple[float, ...]:
-    if isinstance(values, (int, float)) and not isinstance(values, bool):
+    if _is_scalar(values):
         values = (values,)
     try:
         values = tuple(values)
@@ -183,11 +215,7 @@ class Polyharmonic(Kernel):
     family = POLYHARMONIC
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int):
-            if isinstance(self.k, float) and self.k.is_integer():
-                object.__setattr__(self, "k", int(self.k))
-            else:
-                raise TypeError(f"k must be an integer, got {self.k!r}")
+        object.__setattr__(self, "k", _integer("k", self.k, "an integer"))
         eps = _number("eps", self.eps)
         if eps < 0:
             raise ValueError(f"eps must be non-negative, got {eps}")
@@ -210,11 +238,7 @@ class Polynomial(Kernel):
     radial = False
 
     def __post_init__(self):
-        if isinstance(self.degree, bool) or not isinstance(self.degree, int):
-            if isinstance(self.degree, float) and self.degree.is_integer():
-                object.__setattr__(self, "degree", int(self.degree))
-            else:
-                raise TypeError(f"degree must be a positive integer, got {self.degree!r}")
+        object.__setattr__(self, "degree", _integer("degree", self.degree, "a positive integer"))
         if self.degree < 1:
             raise ValueError(f"degree must be a positive integer, got {self.degree}")
         if self.gamma is not None:

@@ -33,6 +33,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import _ops  # noqa: F401
+from ._checks import check_family, check_same_device
 from .kernels import Kernel
 from .pairwise import _check_kernel, _check_pair, _check_points, _encode
 from .score import check_positive as _positive, check_sigma
@@ -47,21 +48,26 @@ ops = torch.ops.gankernels
 
 @torch.library.register_fake("gankernels::langevin_step")
 def _langevin_step_fake(x, drift, step_size, temperature, seed):
+    check_same_device(("x", x), ("drift", drift))
     return torch.empty_like(x)
 
 
 @torch.library.register_fake("gankernels::langevin_step_")
 def _langevin_step_inplace_fake(x, drift, step_size, temperature, seed):
+    check_same_device(("x", x), ("drift", drift))
     return None
 
 
 @torch.library.register_fake("gankernels::kernel_langevin")
 def _kernel_langevin_fake(x, centers, w, family, params, step_size, steps, temperature, seed):
+    check_family(family, params)
+    check_same_device(("x", x), ("centers", centers), ("w", w))
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("gankernels::kde_langevin")
 def _kde_langevin_fake(x, data, sigmas, steps_per_sigma, eps, seed):
+    check_same_device(("x", x), ("data", data))
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -106,8 +112,25 @@ def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temper
 
 def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """In-place ``langevin_step``: updates and returns ``x``."""
+    """In-place ``langevin_step``: updates and returns ``x``.
+
+    Autograd sees an in-place update, as with ``x.add_(...)`` under ``torch.no_grad()``:
+    x's version counter is bumped, so a graph that saved x raises "modified by an
+    inplace operation" at backward instead of using the new values; a leaf that
+    requires grad (or a view of one) is refused unless grad mode is off, as PyTorch
+    refuses ``leaf.add_(...)``.  A non-leaf x keeps its history: the step adds a
+    constant (drift is detached), so gradients flow through it unchanged.
+    """
     eta, tau = _step_args(x, drift, step_size, temperature)
+    if torch.is_grad_enabled() and x.requires_grad:
+        if x.is_leaf:
+            raise RuntimeError("langevin_step_: x is a leaf that requires grad (a leaf Variable that requires grad "
+                               "is being used in an in-place operation); update x.detach() or call it under "
+                               "torch.no_grad()")
+        if x._base is not None and x._base.is_leaf:
+            raise RuntimeError("langevin_step_: x is a view of a leaf that requires grad (a view of a leaf Variable "
+                               "that requires grad is being used in an in-place operation); call it under "
+                               "torch.no_grad()")
     with torch.no_grad():
         ops.langevin_step_(x, drift.detach(), eta, tau, draw_seed(generator))
     return x

@@ -78,6 +78,7 @@ import numbers
 import torch
 
 from . import _ops  # noqa: F401  (loads the C++ extension: schemas and CPU kernels)
+from ._checks import check_same_device
 from .pairwise import _check_points
 
 __all__ = ["pulling_away", "choose_algorithm", "ALGORITHMS"]
@@ -134,6 +135,7 @@ def _pulling_away_fake(s, eps, algorithm):
 
 @torch.library.register_fake("gankernels::pulling_away_backward")
 def _pulling_away_backward_fake(grad, s, eps, algorithm):
+    check_same_device(("s", s), ("grad", grad))
     return s.new_empty(s.shape)
 
 

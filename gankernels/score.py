@@ -19,8 +19,10 @@ pass) uses to recompute p without a second log-sum-exp.  CPU kernels are C++
 (``csrc/score.cpp``), CUDA kernels Triton (``triton_score.py``).
 
 Memory: O((N + M) D).  Limits: differentiable once (x, y and weights);
-accumulation in fp32 for half inputs; weights must be non-negative and not all
-zero.
+accumulation in fp32 for half inputs, and the weights are passed to the op in
+the accumulation dtype (a weight below fp16's range stays positive); weights
+must be non-negative and not all zero (checked where they have values: not on
+meta or fake tensors, nor while torch.compile traces).
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from typing import Optional
 import torch
 
 from . import _ops  # noqa: F401  (loads gankernels._C and the pairwise registrations)
+from ._checks import check_same_device
 from .pairwise import _acc_dtype, _check_pair
 
 __all__ = ["smoothed_score"]
@@ -40,11 +43,13 @@ ops = torch.ops.gankernels
 
 @torch.library.register_fake("gankernels::smoothed_score")
 def _smoothed_score_fake(x, y, w, sigma):
+    check_same_device(("x", x), ("y", y), ("weights", w))
     return x.new_empty(x.shape), x.new_empty(x.shape[0], dtype=_acc_dtype(x))
 
 
 @torch.library.register_fake("gankernels::smoothed_score_backward")
 def _smoothed_score_backward_fake(grad, x, y, w, sigma, score, lse, output_mask):
+    check_same_device(("x", x), ("grad", grad), ("y", y), ("weights", w), ("score", score), ("lse", lse))
     gw = x.new_empty(0) if w is None else w.new_empty(w.shape)
     return x.new_empty(x.shape), y.new_empty(y.shape), gw
 
@@ -95,7 +100,16 @@ def check_sigma(sigma, name: str = "sigma") -> float:
     return check_positive(sigma, name)
 
 
+def _has_values(t: torch.Tensor) -> bool:
+    """False for tensors without data: meta, fake (torch.compile / FakeTensorMode), traced."""
+    if t.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+    return not is_fake(t)
+
+
 def _check_weights(weights, y: torch.Tensor) -> Optional[torch.Tensor]:
+    """Weights in the accumulation dtype (fp32 for half y: a weight of 1e-8 is 0 in fp16), or None."""
     if weights is None:
         return None
     if not isinstance(weights, torch.Tensor):
@@ -106,12 +120,13 @@ def _check_weights(weights, y: torch.Tensor) -> Optional[torch.Tensor]:
         raise ValueError(f"weights must be on the device of y, got {weights.device} and {y.device}")
     if weights.dim() != 1 or weights.shape[0] != y.shape[0]:
         raise ValueError(f"weights must have shape [{y.shape[0]}], got {tuple(weights.shape)}")
-    if not torch.compiler.is_compiling():  # data-dependent checks (the CPU kernel repeats them)
-        if bool((weights < 0).any()):
+    w = weights.to(_acc_dtype(y))
+    if _has_values(w):  # data-dependent checks (the CPU kernel repeats them)
+        if bool((w < 0).any()):
             raise ValueError("weights must be non-negative")
-        if bool((weights.sum() == 0)):
+        if bool((w.sum() == 0)):
             raise ValueError("weights must not all be zero")
-    return weights.to(y.dtype)
+    return w
 
 
 def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Optional[torch.Tensor] = None):

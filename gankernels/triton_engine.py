@@ -73,6 +73,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from . import _checks
+
 try:  # importing this module must work without triton
     import triton
     import triton.language as tl
@@ -643,6 +645,7 @@ def _empty(rows, cols, like, dtype):
 def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
          params: Sequence[float]) -> torch.Tensor:
     """out[N, C] = sum_j k(x_i, y_j) w_jc."""
+    _checks.ksum_args(x, y, w, family, params)
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
@@ -657,6 +660,7 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
 def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
                   params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D] or [0, D] in self mode, gw [M, C]) of L = sum g * ksum(x, y, w)."""
+    _checks.ksum_backward_args(g, x, y, w, family, params, mask)
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
@@ -689,6 +693,7 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
 def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor, family: int,
           params: Sequence[float]) -> torch.Tensor:
     """out[N, D] = sum_j (a_i . b_j) grad_1 k(x_i, y_j)."""
+    _checks.kflow_args(x, y, a, b, family, params)
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
@@ -703,6 +708,7 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
                    b: torch.Tensor, family: int, params: Sequence[float], mask: Sequence[bool]
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx, gy, ga, gb) of L = sum_i h_i . kflow(x, y, a, b)_i; self mode: gx total, gy [0, D]."""
+    _checks.kflow_backward_args(h, x, y, a, b, family, params, mask)
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)

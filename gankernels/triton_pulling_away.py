@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _checks
 from .triton_engine import HAS_TRITON, _interpreting, _pow2, _rows, _rs, tl, triton
 
 __all__ = ["pulling_away", "pulling_away_backward", "register_cuda_kernels"]
@@ -226,16 +227,7 @@ class _Cfg:
 
 
 def _check(s, eps, algorithm) -> None:
-    if not isinstance(s, torch.Tensor) or s.dim() != 2:
-        raise ValueError(f"s must be a 2-D tensor [N, D], got {getattr(s, 'shape', type(s).__name__)}")
-    if not s.dtype.is_floating_point:
-        raise TypeError(f"s must be a floating tensor, got {s.dtype}")
-    if s.shape[0] < 2 or s.shape[1] < 1:
-        raise ValueError(f"pulling_away needs s with at least 2 rows and 1 column, got shape {tuple(s.shape)}")
-    if not (eps > 0 and eps < float("inf")):
-        raise ValueError(f"eps must be positive and finite, got {eps}")
-    if algorithm not in (GRAM, COVARIANCE):
-        raise ValueError(f"algorithm must be 0 (gram) or 1 (covariance), got {algorithm}")
+    _checks.pulling_away_args(s, eps, algorithm)
 
 
 def _normalisation(cfg, s, eps):
@@ -286,9 +278,7 @@ def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
 
 def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     """d(grad * PT) / ds, [N, D] in s's dtype."""
-    _check(s, eps, algorithm)
-    if grad.numel() != 1:
-        raise ValueError(f"grad must have one element, got shape {tuple(grad.shape)}")
+    _checks.pulling_away_backward_args(grad, s, eps, algorithm)
     cfg = _Cfg(s)
     sr = _rows(s, s.dtype)
     n, d = sr.shape

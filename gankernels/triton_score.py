@@ -81,6 +81,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from . import _checks
 from .triton_engine import HAS_TRITON, _DOT_FAMILIES, _Cfg, _interpreting, _param_tensor
 
 if HAS_TRITON:
@@ -390,6 +391,7 @@ def _launch_score(cfg: _Cfg, xs, ys, logw, sc, score=None, lse=None, xout=None, 
 
 
 def _check_score(x, y, w, sigma):
+    _checks.score_args(x, y, w, sigma)
     cfg = _points(x, y, "x", "y")
     sigma = _positive(sigma, "sigma")
     return cfg, _vector(w, y.size(0), y, cfg.acc_torch), sigma
@@ -414,6 +416,7 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                             sigma: float, score: torch.Tensor, lse: torch.Tensor, output_mask: Sequence[bool]
                             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D], gw [M] or [0]) of L = sum_i grad_i . score_i; masked-off outputs are zeros."""
+    _checks.score_backward_args(grad, x, y, w, sigma, score, lse, output_mask)
     cfg, wa, sigma = _check_score(x, y, w, sigma)
     N, D = x.shape
     M = y.size(0)
@@ -448,6 +451,7 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
 
 
 def _check_step(x, drift, step_size, temperature):
+    _checks.step_args(x, drift, step_size, temperature)
     _require(isinstance(x, torch.Tensor) and x.is_floating_point(), "x must be a floating tensor", TypeError)
     _require(drift.shape == x.shape, f"drift must have the shape of x {tuple(x.shape)}, got {tuple(drift.shape)}")
     _require(drift.dtype == x.dtype, f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}", TypeError)
@@ -497,6 +501,9 @@ def _chain(state: torch.Tensor, steps: int, launch) -> torch.Tensor:
 def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, family: int, params: Sequence[float],
                     step_size: float, steps: int, temperature: float, seed: int) -> torch.Tensor:
     """``steps`` fused steps x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi."""
+    _checks.kernel_langevin_args(x, centers, w, family, params, step_size, steps, temperature)
+    if int(steps) == 0:
+        return x.clone(memory_format=torch.contiguous_format)  # exactly x (no round trip through the shift)
     cfg = _points(x, centers, "x", "centers")
     wa = _vector(w, centers.size(0), centers, cfg.acc_torch)
     eta = _positive(step_size, "step_size")
@@ -533,6 +540,9 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
 def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
                  seed: int) -> torch.Tensor:
     """Annealed Langevin on the Gaussian-smoothed data, score and update fused (one launch per step)."""
+    _checks.kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
+    if int(steps_per_sigma) == 0:
+        return x.clone(memory_format=torch.contiguous_format)  # exactly x
     cfg = _points(x, data, "x", "data")
     sig = [_positive(s, "sigmas") for s in sigmas]
     _require(len(sig) > 0, "sigmas must not be empty")

@@ -6,6 +6,7 @@
   (otherwise any autograd.grad call is a graph break, whatever the ops); the
   custom ops' backward must then be traceable (registered ops + fake kernels).
 * aot_eager: the witness gradient penalty (create_graph=True, double backward) compiled.
+* aot_eager: the in-place Langevin op (a mutating custom op) on a graph input.
 * inductor (default backend; compiles C++ on CPU): a compiled MMDLoss forward with the
   usual ``loss.backward()`` outside, i.e. the AOTAutograd-compiled backward graph.
 """
@@ -98,3 +99,25 @@ def test_mmd_loss_inductor():
     got = run(torch.compile(forward, fullgraph=True))
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_inplace_langevin_step_aot_eager():
+    """The in-place Langevin op (a mutating custom op) compiles without a graph break: the graph
+    input is updated as in eager mode and its version counter moves."""
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(16, 3, generator=g)
+    d = torch.randn(16, 3, generator=g)
+
+    def f(x, drift):
+        torch.ops.gankernels.langevin_step_(x, drift * 2.0, 0.1, 0.5, 7)
+        return x * 3.0
+
+    xe = x0.clone()
+    expected = f(xe, d)
+    xc = x0.clone()
+    version = xc._version
+    got = torch.compile(f, fullgraph=True, backend="aot_eager")(xc, d)
+    assert torch.equal(xc, xe) and not torch.equal(xc, x0)
+    torch.testing.assert_close(got, expected)
+    assert xc._version > version

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -332,3 +333,56 @@ def test_inputs_not_modified():
     gk.kernel_flow(x, y, Energy(), w[:, 0])
     gk.mmd2(x, y, Laplacian(), estimator="unbiased")
     assert torch.equal(x, x0) and torch.equal(y, y0) and torch.equal(w, w0)
+
+
+@pytest.mark.parametrize("make,expect", [
+    pytest.param(lambda: Gaussian(np.float32(1.5)), Gaussian(1.5), id="np.float32"),
+    pytest.param(lambda: Gaussian(np.float64(2.0)), Gaussian(2.0), id="np.float64"),
+    pytest.param(lambda: Gaussian(np.int32(2)), Gaussian(2.0), id="np.int32"),
+    pytest.param(lambda: Gaussian(torch.tensor(1.5)), Gaussian(1.5), id="0-dim-tensor"),
+    pytest.param(lambda: Gaussian(torch.tensor([1.5])), Gaussian(1.5), id="1-element-tensor"),
+    pytest.param(lambda: Gaussian(torch.tensor(2, dtype=torch.int64)), Gaussian(2.0), id="int-tensor"),
+    pytest.param(lambda: Gaussian(torch.tensor([1.0, 2.0])), Gaussian((1.0, 2.0)), id="tensor-mixture"),
+    pytest.param(lambda: Gaussian(np.array([1.0, 2.0], dtype=np.float32)), Gaussian((1.0, 2.0)),
+                 id="np.float32-array-mixture"),
+    pytest.param(lambda: Laplacian([np.float32(0.5), torch.tensor(2.0)]), Laplacian((0.5, 2.0)), id="mixed-list"),
+    pytest.param(lambda: RationalQuadratic(alphas=np.float32(0.5), lengthscale=torch.tensor(2.0)),
+                 RationalQuadratic(alphas=0.5, lengthscale=2.0), id="rq"),
+    pytest.param(lambda: InverseMultiquadric(scales=np.float32(0.5), beta=np.float32(-1.5)),
+                 InverseMultiquadric(0.5, -1.5), id="imq"),
+    pytest.param(lambda: Polyharmonic(np.int64(3), eps=np.float32(0.25)), Polyharmonic(3, 0.25), id="polyharmonic"),
+    pytest.param(lambda: Polyharmonic(torch.tensor(2)), Polyharmonic(2), id="polyharmonic-tensor-k"),
+    pytest.param(lambda: Polynomial(np.float64(3.0), gamma=torch.tensor(0.5), coef0=np.float32(1.0)),
+                 Polynomial(3, 0.5, 1.0), id="polynomial"),
+])
+def test_kernel_parameters_accept_real_scalars(make, expect):
+    """NumPy scalars and one-element real tensors are real numbers too; they are stored as Python numbers."""
+    kernel = make()
+    assert kernel == expect and hash(kernel) == hash(expect) and repr(kernel) == repr(expect)
+
+
+@pytest.mark.parametrize("make,param", [
+    pytest.param(lambda: Gaussian(np.bool_(True)), "sigmas", id="np.bool_"),
+    pytest.param(lambda: Gaussian(torch.tensor(True)), "sigmas", id="bool-tensor"),
+    pytest.param(lambda: Gaussian(torch.tensor(1 + 1j)), "sigmas", id="complex-tensor"),
+    pytest.param(lambda: Gaussian(torch.ones(2, 2)), "sigmas", id="2-D-tensor"),
+    pytest.param(lambda: Gaussian(torch.tensor(1.0, device="meta")), "sigmas", id="meta-tensor"),
+    pytest.param(lambda: Polyharmonic(np.float32(1.5)), "k", id="fractional-k"),
+    pytest.param(lambda: Polynomial(torch.tensor(2.5)), "degree", id="fractional-degree"),
+])
+def test_kernel_parameters_refuse_other_scalars(make, param):
+    with pytest.raises(TypeError) as info:
+        make()
+    assert param in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("make,param", [
+    pytest.param(lambda: Polyharmonic(2 ** 24 + 1), "k", id="k-beyond-2^24"),
+    pytest.param(lambda: Polynomial(2 ** 25), "degree", id="degree-beyond-2^24"),
+    pytest.param(lambda: Gaussian(torch.tensor(float("nan"))), "sigmas", id="nan-tensor"),
+    pytest.param(lambda: Gaussian(np.float32(-1.0)), "sigmas", id="negative-np.float32"),
+])
+def test_kernel_parameter_ranges_for_other_scalars(make, param):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert param in str(info.value), str(info.value)

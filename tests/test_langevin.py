@@ -205,6 +205,102 @@ def test_discriminator_score_under_no_grad():
     assert xs.shape == x.shape and not xs.requires_grad
 
 
+# ----------------------------------------------------------------------------- steps = 0 is the identity
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64], ids=str)
+def test_zero_steps_return_an_exact_copy(dtype):
+    """No step, no change: not even the ulp of a round trip through the shift by the centres' mean."""
+    x = (torch.randn(70, 3, generator=gen(0)) * 10 + 3.3).to(dtype)
+    c = (torch.randn(40, 3, generator=gen(1)) + 0.37).to(dtype)
+    for call in (lambda t: gk.kernel_langevin(t, c, gk.Gaussian(1.0), None, 0.1, 0, generator=gen(2)),
+                 lambda t: gk.kde_langevin(t, c, [1.0, 0.5], 0, 0.1, generator=gen(2)),
+                 lambda t: ops.kernel_langevin(t, c, torch.ones(40, dtype=dtype), 0, [1.0], 0.1, 0, 1.0, 5),
+                 lambda t: ops.kde_langevin(t, c, [1.0], 0, 0.1, 5)):
+        for t in (x, x.t().contiguous().t()):  # contiguous and not
+            out = call(t)
+            assert torch.equal(out, t) and out.dtype == t.dtype
+            assert out.is_contiguous() and out.data_ptr() != t.data_ptr()
+
+
+# ----------------------------------------------------------------------------- langevin_step_ and autograd
+
+def test_inplace_step_bumps_the_version():
+    x = torch.randn(6, 3)
+    for step in (lambda t: gk.langevin_step_(t, torch.zeros_like(t), 0.1, generator=gen(0)),
+                 lambda t: ops.langevin_step_(t, torch.zeros_like(t), 0.1, 1.0, 3)):
+        v = x._version
+        step(x)
+        assert x._version > v
+    view = x[:, 1:]  # a view shares the counter of its base
+    v = x._version
+    gk.langevin_step_(view, torch.zeros_like(view), 0.1, generator=gen(0))
+    assert x._version > v and view._version == x._version
+
+
+@pytest.mark.parametrize("public", [True, False], ids=["langevin_step_", "op"])
+def test_saved_tensor_updated_in_place_fails_at_backward(public):
+    """A graph that saved x must not backpropagate through the new values of x."""
+    a = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    x = a * 2.0  # non-leaf
+    loss = (x * x).sum()  # saves x
+    d = torch.randn(5, 3, dtype=torch.float64)
+    if public:
+        gk.langevin_step_(x, d, 0.1, generator=gen(0))
+    else:
+        with torch.no_grad():
+            ops.langevin_step_(x, d, 0.1, 1.0, 3)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_non_leaf_keeps_its_history():
+    """Under no_grad the step adds a constant to a non-leaf: its gradient path is unchanged."""
+    a = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    x = a * 3.0
+    gk.langevin_step_(x, torch.randn(5, 3, dtype=torch.float64), 0.1, generator=gen(0))
+    x.sum().backward()
+    torch.testing.assert_close(a.grad, torch.full_like(a, 3.0))
+
+
+def test_leaf_that_requires_grad_is_refused():
+    leaf = torch.randn(5, 3, requires_grad=True)
+    d = torch.zeros(5, 3)
+    before = leaf.detach().clone()
+    for step in (lambda t, dd: gk.langevin_step_(t, dd, 0.1, generator=gen(0)),
+                 lambda t, dd: ops.langevin_step_(t, dd, 0.1, 1.0, 3)):
+        with pytest.raises(RuntimeError, match="a leaf Variable that requires grad is being used in an in-place"):
+            step(leaf, d)
+        with pytest.raises(RuntimeError, match="a view of a leaf Variable that requires grad"):
+            step(leaf[1:], d[1:])
+    assert torch.equal(leaf.detach(), before) and leaf._version == 0
+    with torch.no_grad():  # allowed, as for PyTorch's own in-place ops
+        gk.langevin_step_(leaf, d, 0.1, generator=gen(0))
+        ops.langevin_step_(leaf[1:], d[1:], 0.1, 1.0, 3)
+    assert leaf._version == 2 and leaf.requires_grad and leaf.is_leaf
+
+
+def test_op_is_not_differentiable():
+    """The raw op under grad mode refuses x or drift that require grad (it has no derivative)."""
+    x = torch.randn(4, 2, requires_grad=True) * 1.0
+    d = torch.zeros(4, 2, requires_grad=True)
+    with pytest.raises(RuntimeError, match="not differentiable.*x requires grad"):
+        ops.langevin_step_(x, d.detach(), 0.1, 1.0, 0)
+    with pytest.raises(RuntimeError, match="not differentiable.*drift requires grad"):
+        ops.langevin_step_(x.detach(), d, 0.1, 1.0, 0)
+
+
+def test_inplace_opcheck_with_autograd_registration():
+    x = torch.randn(6, 3, dtype=torch.float64)
+    d = torch.randn(6, 3, dtype=torch.float64)
+    torch.library.opcheck(ops.langevin_step_, (x.clone(), d, 0.1, 1.0, 123),
+                          test_utils=["test_schema", "test_faketensor", "test_aot_dispatch_dynamic"])
+    # an autograd kernel is registered (it refuses inputs that require grad; see above)
+    torch.library.opcheck(ops.langevin_step_, (x.clone(), d.requires_grad_(True), 0.1, 1.0, 123),
+                          test_utils=["test_autograd_registration"])
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("gankernels::langevin_step_", "Autograd")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("gankernels::langevin_step_", "ADInplaceOrView")
+
+
 # ----------------------------------------------------------------------------- opcheck and errors
 
 UTILS = ["test_schema", "test_faketensor", "test_aot_dispatch_dynamic"]

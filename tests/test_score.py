@@ -203,3 +203,33 @@ def test_cpu_kernel_checks_weights_itself():
     x, y = torch.randn(3, 2), torch.randn(4, 2)
     with pytest.raises(ValueError, match="non-negative"):
         ops.smoothed_score(x, y, -torch.ones(4), 1.0)
+
+
+def test_weights_without_values_are_not_read():
+    """Meta and fake weights have no values: the data-dependent checks are skipped, shapes still come back."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    x, y = torch.randn(6, 3, device="meta"), torch.randn(4, 3, device="meta")
+    out = gk.smoothed_score(x, y, 0.5, torch.rand(4, device="meta"))
+    assert out.shape == (6, 3) and out.device.type == "meta"
+    with FakeTensorMode():
+        x, y, w = torch.randn(6, 3), torch.randn(4, 3), torch.rand(4)
+        out = gk.smoothed_score(x, y, 0.5, w)
+        assert out.shape == (6, 3)
+    with pytest.raises(ValueError, match="weights"):  # static checks still apply
+        gk.smoothed_score(x.to("meta"), y.to("meta"), 0.5, torch.rand(5, device="meta"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=dtype_id)
+def test_tiny_weights_survive_half_inputs(dtype):
+    """Weights stay in the accumulation dtype: 1e-8 (0 in fp16) is a valid, uniform weighting."""
+    x, y = torch.randn(9, 3).to(dtype), torch.randn(7, 3).to(dtype)
+    w = torch.full((7,), 1e-8, requires_grad=True)
+    out = gk.smoothed_score(x, y, 0.8, w)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out, gk.smoothed_score(x, y, 0.8), rtol=1e-2, atol=1e-2)
+    # unequal tiny weights: the same as the weights scaled up (the score is scale-invariant in w)
+    v = torch.linspace(1e-9, 3e-8, 7)
+    torch.testing.assert_close(gk.smoothed_score(x, y, 0.8, v), gk.smoothed_score(x, y, 0.8, v * 1e8),
+                               rtol=1e-2, atol=1e-2)
+    out.float().sum().backward()
+    assert w.grad.dtype == torch.float32 and torch.isfinite(w.grad).all()

@@ -5,13 +5,15 @@ Run on CPU with the interpreter:
 
 The oracle materialises the Gram matrix from exact differences and takes every
 gradient with torch.autograd; it shares no code with the engine.  The engine
-module is loaded from its file, so that neither the package ``__init__`` nor
-the C++ extension is imported.
+module is loaded as a submodule of a stand-in package over the ``gankernels``
+directory, so that neither the package ``__init__`` nor the C++ extension is
+imported.
 """
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -27,14 +29,16 @@ _ENGINE_PATH = Path(__file__).resolve().parents[1] / "gankernels" / "triton_engi
 
 
 def _load_engine():
-    name = "_gankernels_triton_engine_under_test"
+    """triton_engine as a submodule of a stand-in package over the gankernels directory (its
+    relative import of ``_checks`` works; the package ``__init__`` is not run)."""
+    pkg_name = "_gankernels_triton_engine_pkg"
+    name = pkg_name + ".triton_engine"
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, _ENGINE_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    pkg = types.ModuleType(pkg_name)
+    pkg.__path__ = [str(_ENGINE_PATH.parent)]
+    sys.modules[pkg_name] = pkg
+    return importlib.import_module(name)
 
 
 te = _load_engine()
@@ -359,7 +363,7 @@ def test_deterministic():
 
 
 _REGISTER_SCRIPT = r"""
-import importlib.util, sys, torch
+import importlib, os, sys, types, torch
 lib = torch.library.Library("gankernels", "DEF")
 lib.define("ksum(Tensor x, Tensor? y, Tensor w, int family, float[] params) -> Tensor")
 lib.define("ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family, float[] params, "
@@ -367,10 +371,8 @@ lib.define("ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family
 lib.define("kflow(Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params) -> Tensor")
 lib.define("kflow_backward(Tensor grad, Tensor x, Tensor? y, Tensor a, Tensor b, int family, "
            "float[] params, bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)")
-spec = importlib.util.spec_from_file_location("te", sys.argv[1])
-te = importlib.util.module_from_spec(spec)
-sys.modules["te"] = te
-spec.loader.exec_module(te)
+pkg = types.ModuleType("_gk"); pkg.__path__ = [os.path.dirname(sys.argv[1])]; sys.modules["_gk"] = pkg
+te = importlib.import_module("_gk.triton_engine")
 assert te.register_cuda_kernels() and te.register_cuda_kernels()
 for name in ("ksum", "ksum_backward", "kflow", "kflow_backward"):
     assert torch._C._dispatch_has_kernel_for_dispatch_key("gankernels::" + name, "CUDA"), name
