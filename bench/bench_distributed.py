@@ -156,7 +156,7 @@ def main() -> None:
     rows += _formula_rows(args)
     ok = all(r["formula_matches"] is not False for r in rows)
     header = [
-        "## CPU: communication of gankernels.distributed per step (issue 7)",
+        "## CPU: communication of gankernels.distributed per step",
         "",
         f"- {cpu_model()}, {logical_cpus()} logical CPUs; Gloo over localhost, K processes launched with "
         f"`torchrun --standalone --nproc-per-node K`; torch {torch.__version__}; git {git_revision()}; "

@@ -1,4 +1,4 @@
-"""langevin_step against the memory bandwidth of a plain ``copy_`` (issue 3).
+"""langevin_step against the memory bandwidth of a plain ``copy_``.
 
     python -m bench.bench_langevin_step [--numel 10000000] [--threads 2] [--reps 30]
                                         [--json bench/results_langevin_step_cpu.json] [--md bench/RESULTS.md]
@@ -61,7 +61,7 @@ def run(numel: int, reps: int, eta: float = 1e-3):
 
 
 def markdown(rows, info, numel, command):
-    lines = [f"## CPU: langevin_step on {numel:,} float32 elements against copy_ (issue 3)", "",
+    lines = [f"## CPU: langevin_step on {numel:,} float32 elements against copy_", "",
              f"- hardware: {info['cpu']} ({info['simd']}, {info['logical_cpus']} logical CPUs); "
              f"torch threads: {info['threads']}",
              f"- software: torch {info['torch']}, gankernels {info['gankernels']} (git {info['git']}); "

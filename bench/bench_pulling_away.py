@@ -1,10 +1,10 @@
-"""Moved into the package: ``python -m bench.bench_pulling_away ARGS`` runs ``gankernels bench`` on
-the pulling-away term with the cases of issue 4 (and of the "CPU: pulling_away (issue 4)" section of
-bench/RESULTS.md):
+"""The pulling-away grid: ``python -m bench.bench_pulling_away ARGS`` runs ``gankernels bench`` on
+the pulling-away term with the cases of the "CPU: pulling_away" section of
+bench/RESULTS.md:
 
     gankernels bench --ops pulling_away --sizes 1024,8192,32768 --dims 64,256 --modes fwd,fwdbwd
                      --impls fused,fused-gram,fused-covariance,eager,compile --check-max-n 32768
-                     --section "## CPU: pulling_away (issue 4)" ARGS
+                     --section "## CPU: pulling_away" ARGS
 
 ``fused`` is ``algorithm="auto"`` (covariance at every one of these shapes, since 2 D <= N);
 ``fused-gram`` / ``fused-covariance`` force one exact algorithm.  Eager cases whose N x N temporaries
@@ -17,10 +17,10 @@ import sys
 
 from gankernels.bench import main
 
-SECTION = "## CPU: pulling_away (issue 4)"
-ISSUE4 = ["--ops", "pulling_away", "--sizes", "1024,8192,32768", "--dims", "64,256", "--modes", "fwd,fwdbwd",
+SECTION = "## CPU: pulling_away"
+GRID_ARGS = ["--ops", "pulling_away", "--sizes", "1024,8192,32768", "--dims", "64,256", "--modes", "fwd,fwdbwd",
           "--impls", "fused,fused-gram,fused-covariance,eager,compile", "--check-max-n", "32768",
           "--section", SECTION]
 
 if __name__ == "__main__":
-    sys.exit(main(ISSUE4 + sys.argv[1:]))
+    sys.exit(main(GRID_ARGS + sys.argv[1:]))

@@ -1,4 +1,4 @@
-// The EBGAN pulling-away term (SPEC section 4) on the CPU: both exact algorithms.
+// The EBGAN pulling-away term (docs/MATH.md §4) on the CPU: both exact algorithms.
 //
 //   PT = 1 / (N (N - 1)) * sum_{i != j} (sh_i . sh_j)^2,   sh_i = s_i / max(|s_i|, eps)
 //

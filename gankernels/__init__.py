@@ -2,7 +2,7 @@
 
 CPU kernels are C++ (``gankernels._C``), CUDA kernels are Triton; every op is a
 registered PyTorch custom op with autograd (double backward for the pairwise
-reductions) that works under ``torch.compile``.  See SPEC in the README.
+reductions) that works under ``torch.compile``.  The math is in docs/MATH.md, the engine in docs/ENGINE.md.
 """
 from .kernels import (
     Energy,

@@ -1,6 +1,6 @@
 """Fused Langevin updates: one step, kernel-driven chains, annealed KDE chains.
 
-Formulas (SPEC §3), xi ~ N(0, I) from a counter-based generator:
+Formulas (docs/MATH.md §3), xi ~ N(0, I) from a counter-based generator:
 
 * ``langevin_step(x, drift, eta, tau)``  x + eta drift + sqrt(2 eta tau) xi   (``langevin_step_``: in place)
 * ``kernel_langevin``  ``steps`` times x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi.

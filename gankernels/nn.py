@@ -36,7 +36,7 @@ class MMDLoss(torch.nn.Module):
 class PullingAwayLoss(torch.nn.Module):
     """``PullingAwayLoss(eps=1e-8, algorithm="auto")(s)`` = ``pulling_away(s, eps, algorithm)``.
 
-    The EBGAN pulling-away term of the codes ``s`` ``[N, D]`` (SPEC section 4), fused:
+    The EBGAN pulling-away term of the codes ``s`` ``[N, D]`` (docs/MATH.md §4), fused:
     nothing N x N is built, and ``algorithm="auto"`` picks the Gram (O(N^2 D)) or the
     covariance (O(N D^2)) form by shape.
     """

@@ -1,4 +1,4 @@
-"""EBGAN pulling-away term (SPEC section 4), fused, with both exact algorithms.
+"""EBGAN pulling-away term (docs/MATH.md §4), fused, with both exact algorithms.
 
 Formula, for codes ``s`` ``[N, D]`` (N >= 2)::
 

@@ -5,10 +5,10 @@ benchmarks.  Every function computes in the dtype it is given -- there is no
 upcasting -- so running it in float16 gives the "naive same-dtype computation"
 that the low-precision accuracy rule of the tests compares against.
 
-What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
+What it computes (docs/MATH.md §1–2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
 
 * ``gram(kernel, x, y)``: ``K[i, j] = k(x_i, y_j)``, written directly from the
-  formulas of SPEC section 1.  Squared distances use exact differences,
+  formulas of docs/MATH.md §1.  Squared distances use exact differences,
   ``s = sum_d (x_id - y_jd)^2`` (no ``|a|^2 + |b|^2 - 2 a.b`` expansion, so no
   cancellation), in row blocks so that the ``[rows, M, D]`` temporary stays
   bounded.  For the kernels with a kink at ``r = 0`` (Laplacian, Energy,
@@ -24,14 +24,14 @@ What it computes (SPEC section 1-2; ``x`` is ``[N, D]``, ``y`` is ``[M, D]``):
   of its variance (Sutherland et al. 2017 for N = M, or the complete U-statistic
   variance; docs/ESTIMATORS.md), written on the dense blocks K_XX, K_YY (diagonals
   zeroed) and K_XY; ``kid`` without subsets returns its square root as the std.
-* ``pulling_away(s, eps)``: the EBGAN pulling-away term (SPEC section 4) from the
+* ``pulling_away(s, eps)``: the EBGAN pulling-away term (docs/MATH.md §4) from the
   ``[N, N]`` matrix of squared cosine similarities, diagonal removed.
 * ``eager_mmd2_gaussian(x, y, sigmas)``: the way common MMD-GAN code computes the
   biased Gaussian-mixture MMD^2 (``torch.cdist(...) ** 2``, ``exp`` per bandwidth,
   means of the XX, YY, XY blocks): the benchmark's eager baseline.
 * ``smoothed_score(x, y, sigma, weights)``: autograd of the log of the smoothed
   density ``log sum_j w_j exp(-|x_i - y_j|^2 / 2 sigma^2)`` (``logsumexp`` over exact
-  squared differences) -- the oracle of SPEC section 3.
+  squared differences) -- the oracle of docs/MATH.md §3.
 * ``eager_smoothed_score``: the score as eager code writes it (``cdist``, ``softmax``,
   ``p @ y``): the naive same-dtype reference and the benchmark baseline.
 
@@ -89,7 +89,7 @@ def _safe_sqrt(s: torch.Tensor) -> torch.Tensor:
 
 
 def radial_profile(kernel: Kernel, s: torch.Tensor) -> torch.Tensor:
-    """``phi(s)`` elementwise for a radial kernel, ``k(a, b) = phi(||a - b||^2)`` (SPEC section 1)."""
+    """``phi(s)`` elementwise for a radial kernel, ``k(a, b) = phi(||a - b||^2)`` (docs/MATH.md §1)."""
     if isinstance(kernel, Gaussian):
         return sum(torch.exp(-s / (2.0 * sig * sig)) for sig in kernel.sigmas)
     if isinstance(kernel, RationalQuadratic):

@@ -1,6 +1,6 @@
 """Kernel-smoothed score: the score of the data smoothed by a Gaussian kernel.
 
-Formula (SPEC §3), x [N, D] queries, y [M, D] centres, w [M] >= 0 optional:
+Formula (docs/MATH.md §3), x [N, D] queries, y [M, D] centres, w [M] >= 0 optional:
 
     smoothed_score(x, y, sigma, w)_i = grad_a log sum_j w_j exp(-|a - y_j|^2 / 2 sigma^2) at a = x_i
                                      = sum_j p_ij (y_j - x_i) / sigma^2,

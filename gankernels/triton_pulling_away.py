@@ -1,6 +1,6 @@
 """CUDA kernels of the EBGAN pulling-away term, written in Triton.
 
-Math (SPEC section 4; ``pulling_away.py`` has the derivation)::
+Math (docs/MATH.md §4; ``pulling_away.py`` has the derivation)::
 
     PT = sum_{i != j} (sh_i . sh_j)^2 / (N (N - 1)),   sh_i = s_i / max(|s_i|, eps)
 

@@ -2,7 +2,7 @@
 
 * ``KERNELS``: one or two instances of every kernel family, mixtures included.
 * ``make_input``: inputs with odd shapes and non-contiguous layouts, in any dtype.
-* ``assert_accurate``: the accuracy rule of PRACTICES.md -- float64 against the
+* ``assert_accurate``: the accuracy rule (README "Accuracy contract") -- float64 against the
   float64 oracle with a tight tolerance; low precision: error against the float64
   oracle at most 2x the error of the naive same-dtype reference, plus a small atol.
 * ``*_scale``: magnitudes (sums of absolute values of the summed terms) that set
@@ -205,7 +205,7 @@ def witness_scale(z, x, y, kernel) -> float:
 
 def assert_accurate(out: torch.Tensor, oracle: torch.Tensor, naive: torch.Tensor, dtype, scale: float,
                     what: str = "", atol_rel: dict = None) -> None:
-    """PRACTICES.md: float64 within TOL64 * scale of the oracle; low precision within
+    """The accuracy rule: float64 within TOL64 * scale of the oracle; low precision within
     2x the naive same-dtype error + ATOL_REL[dtype] * scale."""
     assert isinstance(out, torch.Tensor), f"{what}: expected a tensor, got {type(out)}"
     assert out.dtype == dtype, f"{what}: output dtype {out.dtype}, expected {dtype}"

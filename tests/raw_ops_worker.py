@@ -117,7 +117,7 @@ def build(backend: str) -> list:
             cs.add(op, f"{what} {fam} {p}", (lambda call=call, fam=fam, p=p: call(fam, p)), names=FAMILY_NAMES)
         for fam, p in GOOD_FAMILIES:
             cs.add(op, f"good {fam} {p}", (lambda call=call, fam=fam, p=p: call(fam, p)), expect="ok")
-    # The reports of issue 13, verbatim.
+    # The reported crashes, verbatim.
     x4 = torch.randn(4, 3)
     w4 = torch.randn(4, 2)
     cs.add("ksum", "issue: ksum(x, x, w, 6, [])", lambda: ops["ksum"](x4, x4, w4, 6, []), names=FAMILY_NAMES)

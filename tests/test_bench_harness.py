@@ -428,16 +428,16 @@ def test_memory_model_gives_an_oom_row_without_running(monkeypatch):
 
 
 def test_bench_pulling_away_wrapper(tmp_path, monkeypatch, capsys):
-    """bench/bench_pulling_away.py: the issue-4 cases by default, user options win, --md writes its own section."""
-    wrapper = _load_bench_script("bench_pulling_away")   # defines ISSUE4 / SECTION
+    """bench/bench_pulling_away.py: the pulling-away grid by default, user options win, --md writes its own section."""
+    wrapper = _load_bench_script("bench_pulling_away")   # defines GRID_ARGS / SECTION
     parser = cli.build_parser()
-    (g,) = cli.groups_from_args(parser.parse_args(wrapper.ISSUE4))
+    (g,) = cli.groups_from_args(parser.parse_args(wrapper.GRID_ARGS))
     assert (g.ops, g.sizes, g.dims, g.modes) == (["pulling_away"], [1024, 8192, 32768], [64, 256], ["fwd", "fwdbwd"])
     assert {"fused-gram", "fused-covariance", "eager", "compile"} <= set(g.impls)
     monkeypatch.setattr(machine, "measure_ceilings", lambda *a, **k: CEILINGS)
     md = tmp_path / "RESULTS.md"
     md.write_text(f"# results\n\n{wrapper.SECTION}\n\nold numbers\n\n## other section\n\nkept\n")
-    assert cli.main(wrapper.ISSUE4 + ["--sizes", "32", "--dims", "4", "--impls", "fused,fused-gram,eager",
+    assert cli.main(wrapper.GRID_ARGS + ["--sizes", "32", "--dims", "4", "--impls", "fused,fused-gram,eager",
                                       "--no-isolate", "--budget-s", "0.01", "--threads", "1", "--quiet",
                                       "--md", str(md)]) == 0
     text = md.read_text()

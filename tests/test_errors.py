@@ -1,7 +1,7 @@
 """Input validation (errors name the offending argument), NaN propagation, determinism.
 
-SPEC section 1: kernel parameters are validated at construction (ValueError naming
-the parameter).  SPEC section 2: x [N, D], y [M, D] of one floating dtype and
+docs/MATH.md §1: kernel parameters are validated at construction (ValueError naming
+the parameter).  docs/MATH.md §2: x [N, D], y [M, D] of one floating dtype and
 device; weights [M] or [M, C]; unbiased needs N, M >= 2.
 """
 from __future__ import annotations
@@ -147,7 +147,7 @@ def test_kernel_flow_bad_weights_shape(shape):
 @pytest.mark.parametrize("fn", [gk.kernel_sum, gk.kernel_flow], ids=["kernel_sum", "kernel_flow"])
 def test_weights_bad_dtype(fn):
     """Integer weights are an error naming weights; weights of another floating dtype are
-    either an error naming weights or cast to the points' dtype (SPEC only fixes x and y)."""
+    either an error naming weights or cast to the points' dtype (the contract only fixes x and y)."""
     x, y = _x(4, 3), _x(5, 3, seed=1)
     with pytest.raises((TypeError, ValueError)) as info:
         fn(x, y, Gaussian(), torch.ones(5, dtype=torch.int64))
@@ -242,7 +242,7 @@ def test_kernel_parameter_types(make, param):
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=kernel_id)
 def test_kernels_are_values(kernel):
-    """Immutable, hashable, readable repr (SPEC section 1)."""
+    """Immutable, hashable, readable repr (docs/MATH.md §1)."""
     assert hash(kernel) == hash(dataclasses.replace(kernel))
     assert kernel == dataclasses.replace(kernel)
     assert type(kernel).__name__ in repr(kernel)

@@ -142,7 +142,7 @@ def grid25(n, generator):
 
 
 def test_kde_langevin_covers_the_grid():
-    """SPEC section 6 grid (std 0.05), 2,500 samples from N(0, 4^2 I) noise; annealed over 10 sigmas 4 -> 0.01.
+    """docs/MATH.md §6 grid (std 0.05), 2,500 samples from N(0, 4^2 I) noise; annealed over 10 sigmas 4 -> 0.01.
     Requirements from the issue: >= 24 of 25 modes, >= 90 % high quality (within 3 std of a mode)."""
     data, centres = grid25(2000, gen(0))
     x0 = torch.randn(2500, 2, generator=gen(1)) * 4

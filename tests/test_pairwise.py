@@ -99,7 +99,7 @@ def _check_mmd2(kernel, dtype, n, m, d, lx, ly, estimator):
 # ----------------------------------------------------------------------------- the oracle itself
 
 def test_reference_values_match_spec_formulas():
-    """Spot values of reference.gram, from SPEC section 1 by hand (u = (3, 4), r = 5, s = 25)."""
+    """Spot values of reference.gram, from docs/MATH.md §1 by hand (u = (3, 4), r = 5, s = 25)."""
     a = torch.tensor([[3.0, 4.0]], dtype=torch.float64)
     b = torch.zeros(1, 2, dtype=torch.float64)
     e = math.exp
@@ -134,7 +134,7 @@ def test_reference_values_match_spec_formulas():
 
 @kernels
 def test_reference_flow_matches_spec_gradient_column(kernel):
-    """reference.kernel_flow (autograd) equals the closed-form grad_a k column of SPEC section 1."""
+    """reference.kernel_flow (autograd) equals the closed-form grad_a k column of docs/MATH.md §1."""
     x = make_input(5, 3, seed=3)
     y = make_input(7, 3, seed=4, shift=0.2)
     w = make_weights(7, "M")
@@ -240,7 +240,7 @@ def test_kernel_flow_big(kernel, dtype):
 
 
 def test_kernel_flow_is_gradient_of_kernel_sum():
-    """SPEC section 2: d/dx_i sum_j w_j k(x_i, y_j) = kernel_flow(x, y, w)_i."""
+    """docs/MATH.md §2: d/dx_i sum_j w_j k(x_i, y_j) = kernel_flow(x, y, w)_i."""
     x = make_input(9, 4).requires_grad_(True)
     y = make_input(11, 4, seed=2)
     w = make_weights(11, "M")
@@ -305,7 +305,7 @@ def test_mmd2_returns_0dim():
 
 
 def test_mmd2_unbiased_can_be_negative():
-    """SPEC section 2: the U-statistic can be negative; that is correct."""
+    """docs/MATH.md §2: the U-statistic can be negative; that is correct."""
     x = make_input(40, 2, seed=5)
     y = make_input(40, 2, seed=6)
     vals = [gk.mmd2(x, y[torch.randperm(40, generator=torch.Generator().manual_seed(s))[:20]], Gaussian(),

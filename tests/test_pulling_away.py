@@ -1,4 +1,4 @@
-"""The EBGAN pulling-away term (SPEC section 4): gankernels.pulling_away on the CPU (C++).
+"""The EBGAN pulling-away term (docs/MATH.md §4): gankernels.pulling_away on the CPU (C++).
 
 Oracle: ``reference.pulling_away`` in float64 on the dtype-rounded input (it builds
 the N x N matrix of squared cosine similarities and drops the diagonal); gradients

@@ -1,4 +1,4 @@
-"""The raw ops refuse bad arguments with an exception, never a signal (issue 13, item 5).
+"""The raw ops refuse bad arguments with an exception, never a signal.
 
 Every registered ``torch.ops.gankernels`` op is called with unknown family codes,
 wrong parameter counts, NaN / infinite / out-of-range parameters, mismatched shapes

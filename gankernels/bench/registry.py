@@ -251,7 +251,7 @@ def _with_dist(fn: Callable[..., Any]) -> Callable[[str], Callable[[Inputs], Any
 
 
 def eager_pulling_away(s: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """EBGAN pulling-away term (SPEC section 4) from the dense Gram matrix of the normalised codes."""
+    """EBGAN pulling-away term (docs/MATH.md §4) from the dense Gram matrix of the normalised codes."""
     sn = s / s.norm(dim=1, keepdim=True).clamp_min(eps)
     g = sn @ sn.T
     n = s.shape[0]
