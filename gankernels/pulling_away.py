@@ -149,6 +149,8 @@ def _backward(ctx, grad):
     (s,) = ctx.saved_tensors
     if not ctx.needs_input_grad[0]:
         return None, None, None
+    # the incoming gradient is a scalar: bring it to the codes' device (a CPU scalar for CUDA codes is common)
+    grad = grad.to(s.device)
     return torch.ops.gankernels.pulling_away_backward(grad, s, ctx.eps, ctx.algorithm), None, None
 
 

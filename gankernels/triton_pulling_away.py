@@ -46,6 +46,7 @@ import torch
 
 from . import _checks
 from .triton_engine import HAS_TRITON, _interpreting, _pow2, _rows, _rs, tl, triton
+from .triton_utils import device_constants, on_input_device, precision_of_fp32_contractions
 
 __all__ = ["pulling_away", "pulling_away_backward", "register_cuda_kernels"]
 
@@ -211,7 +212,7 @@ class _Cfg:
         self.acc_torch = torch.float64 if fp64 else torch.float32
         self.acc = tl.float64 if fp64 else tl.float32
         cuda = s.device.type == "cuda"
-        tf32 = cuda and not fp64 and torch.backends.cuda.matmul.allow_tf32
+        tf32 = precision_of_fp32_contractions(s) == "tf32"
         self.prec = "tf32" if tf32 else "ieee"
         # fp16 / bf16 values are exact in TF32 and their products exact in fp32
         self.prec_raw = "tf32" if cuda and (tf32 or s.dtype in (torch.float16, torch.bfloat16)) else "ieee"
@@ -234,7 +235,7 @@ def _normalisation(cfg, s, eps):
     """(inv, q, proj), each [N] in the accumulation dtype."""
     n, d = s.shape
     inv, q, proj = (torch.empty(n, dtype=cfg.acc_torch, device=s.device) for _ in range(3))
-    eps_t = torch.tensor([eps], dtype=torch.float64, device=s.device)
+    eps_t = device_constants([eps], torch.float64, s.device)
     _norm_kernel[(triton.cdiv(n, cfg.rows),)](
         s, eps_t, inv, q, proj, n, d, _rs(s),
         ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=cfg.oblock(d), num_warps=cfg.warps)
@@ -256,6 +257,7 @@ def _covariance(cfg, s, inv):
     return part.to(torch.float64).sum(0)
 
 
+@on_input_device
 def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     """PT of the rows of s (0-dim, s's dtype); algorithm 0 = Gram form, 1 = covariance form."""
     _check(s, eps, algorithm)
@@ -276,6 +278,7 @@ def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     return (pairs / (n * (n - 1))).to(s.dtype)
 
 
+@on_input_device
 def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     """d(grad * PT) / ds, [N, D] in s's dtype."""
     _checks.pulling_away_backward_args(grad, s, eps, algorithm)
