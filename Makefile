@@ -58,10 +58,10 @@ TEST_GPU_ARGS ?=
 test-gpu:
 	env -u TRITON_INTERPRET $(PY) -m gankernels.gpucheck
 	env -u TRITON_INTERPRET $(PY) -m pytest -q tests -m triton $(TEST_GPU_ARGS)
-	env -u TRITON_INTERPRET $(PY) -m pytest -q tests/test_gpu_distributed.py tests/test_gpucheck.py \
+	env -u TRITON_INTERPRET $(PY) -m pytest -q tests/test_gpu_distributed.py tests/test_gpucheck.py tests/test_gpu_launch.py \
 	  tests/test_pairwise.py -k "cuda or nccl or gpu" $(TEST_GPU_ARGS)
 	env -u TRITON_INTERPRET $(PY) -m pytest -q tests -m "not triton" -k "not cuda" $(TEST_GPU_ARGS) \
-	  --ignore tests/test_aot.py --ignore tests/test_gpu_distributed.py --ignore tests/test_gpucheck.py
+	  --ignore tests/test_aot.py --ignore tests/test_gpu_distributed.py --ignore tests/test_gpucheck.py --ignore tests/test_gpu_launch.py
 
 bench-gpu:
 	PY=$(PY) bench/gpu.sh
