@@ -18,16 +18,20 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 @cuda
 def test_langevin_step_inplace_is_graph_capturable():
+    """The in-place op with a fixed seed (the public ``langevin_step_`` draws its seed from a
+    torch.Generator with one ``.item()``, which is a host synchronisation: seed the op directly
+    inside a captured region)."""
     x = torch.randn(4096, 8, device="cuda")
     drift = torch.randn_like(x)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    gk.langevin_step_(x, drift, 0.01, 1.0, generator=gen)  # warm-up: compiles, caches the constants
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        gk.langevin_step_(x, drift, 0.01, 0.0, generator=gen)
-    before = x.clone()
-    graph.replay()
+    op = torch.ops.gankernels.langevin_step_
+    with torch.no_grad():
+        op(x, drift, 0.01, 1.0, 1234)  # warm-up: compiles, caches the constants
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            op(x, drift, 0.01, 0.0, 1234)
+        before = x.clone()
+        graph.replay()
     torch.cuda.synchronize()
     torch.testing.assert_close(x, before + 0.01 * drift)
 
