@@ -194,9 +194,17 @@ class Polyharmonic(Kernel):
         return self.family, (float(self.k), self.eps)
 
 
+# Largest Polynomial degree: the degree reaches the engines exactly as a float parameter (integers up to
+# 2^53 are exact in a double) and is evaluated by repeated squaring, O(log degree) products.
+MAX_POLYNOMIAL_DEGREE = 2 ** 53
+
+
 @dataclass(frozen=True)
 class Polynomial(Kernel):
-    """k(a, b) = (gamma a . b + coef0)^degree, gamma = 1 / D when None (the KID kernel for degree 3)."""
+    """k(a, b) = (gamma a . b + coef0)^degree, gamma = 1 / D when None (the KID kernel for degree 3).
+
+    ``degree`` is an integer in [1, 2**53], exact on every engine (powers by repeated squaring).
+    """
 
     degree: int = 3
     gamma: float = None
@@ -212,6 +220,9 @@ class Polynomial(Kernel):
                 raise TypeError(f"degree must be a positive integer, got {self.degree!r}")
         if self.degree < 1:
             raise ValueError(f"degree must be a positive integer, got {self.degree}")
+        if self.degree > MAX_POLYNOMIAL_DEGREE:
+            raise ValueError(f"degree must be at most 2**53 (it travels exactly as a float parameter), "
+                             f"got {self.degree}")
         if self.gamma is not None:
             object.__setattr__(self, "gamma", _number("gamma", self.gamma, positive=True))
         object.__setattr__(self, "coef0", _number("coef0", self.coef0))
