@@ -121,9 +121,15 @@ struct ScoreProblem {
   std::vector<double> xn, yn;  // squared norms: the tile GEMM expansion and tile_z's close-pair test
   const T* logw = nullptr;  // [M] or null (all weights 1)
   T sigma;
+  // z / (2 sigma^2) = (z ea) eb and 1 / sigma^2 = sa sb, folded in double: the second factor is 1 unless the
+  // coefficient overflows T (tiny sigma), then both are its square root, so that z = 0 gives a logit of exactly
+  // 0 and ybar - x = 0 a score of 0 (never inf * 0)
+  T ea, eb, sa, sb;
 
-  ScoreProblem(const T* X, const T* Y, int64_t N, int64_t M, int64_t D, T sigma_)
-      : fam(kGaussian, {double(sigma_)}), sigma(sigma_) {
+  ScoreProblem(const T* X, const T* Y, int64_t N, int64_t M, int64_t D, double sigma_)
+      : fam(kGaussian, {sigma_}), sigma(static_cast<T>(sigma_)) {
+    split_coef(0.5 / (sigma_ * sigma_), std::sqrt(0.5) / sigma_, ea, eb);
+    split_coef(1.0 / (sigma_ * sigma_), 1.0 / sigma_, sa, sb);
     job.X = X;
     job.Y = Y;
     job.N = N;
@@ -132,6 +138,15 @@ struct ScoreProblem {
     xn.assign(N, 0.0);
     yn.resize(M);
     for (int64_t j = 0; j < M; ++j) yn[j] = sqnorm(Y + j * D, D);
+  }
+  static void split_coef(double u, double root, T& a, T& b) {
+    const double mx = static_cast<double>(std::numeric_limits<T>::max());
+    if (u <= mx) {
+      a = static_cast<T>(u);
+      b = T(1);
+    } else {
+      a = b = static_cast<T>(std::min(root, mx));
+    }
   }
   void refresh_norms(int64_t i0, int64_t bi) {  // rows of X may have moved (Langevin)
     for (int64_t i = i0; i < i0 + bi; ++i) xn[i] = sqnorm(job.X + i * job.D, job.D);
@@ -143,7 +158,7 @@ struct ScoreProblem {
 template <typename T>
 void score_block(ScoreProblem<T>& sp, int64_t i0, int64_t bi, Scratch<T>& s, T* score, T* lse) {
   const int64_t M = sp.job.M, D = sp.job.D;
-  const T inv2s2 = T(1) / (T(2) * sp.sigma * sp.sigma);
+  const T ea = sp.ea, eb = sp.eb;  // z / (2 sigma^2) = (z ea) eb
   const T ninf = -std::numeric_limits<T>::infinity();
   sp.refresh_norms(i0, bi);
   T* mrow = s.p.data();
@@ -161,9 +176,9 @@ void score_block(ScoreProblem<T>& sp, int64_t i0, int64_t bi, Scratch<T>& s, T* 
       T mx = ninf;
       if (sp.logw) {
         const T* lw = sp.logw + j0;
-        for (int64_t j = 0; j < bj; ++j) zr[j] = lw[j] - zr[j] * inv2s2;
+        for (int64_t j = 0; j < bj; ++j) zr[j] = lw[j] - (zr[j] * ea) * eb;
       } else {
-        for (int64_t j = 0; j < bj; ++j) zr[j] = -zr[j] * inv2s2;
+        for (int64_t j = 0; j < bj; ++j) zr[j] = -((zr[j] * ea) * eb);
       }
       mx = row_max(zr, bj, mx);
       const T mnew = mx > mrow[i] ? mx : mrow[i];
@@ -185,12 +200,12 @@ void score_block(ScoreProblem<T>& sp, int64_t i0, int64_t bi, Scratch<T>& s, T* 
     }
     if (!small_d) mm<T>(false, false, bi, D, bj, T(1), z, bj, sp.job.Y + j0 * D, D, T(1), score, D);
   }
-  const T inv_s2 = T(1) / (sp.sigma * sp.sigma);
+  const T sa = sp.sa, sb = sp.sb;  // 1 / sigma^2 = sa sb
   for (int64_t i = 0; i < bi; ++i) {
     const T inv_l = T(1) / lrow[i];
     const T* xr = sp.job.X + (i0 + i) * D;
     T* r = score + i * D;
-    for (int64_t d = 0; d < D; ++d) r[d] = (r[d] * inv_l - xr[d]) * inv_s2;
+    for (int64_t d = 0; d < D; ++d) r[d] = ((r[d] * inv_l - xr[d]) * sa) * sb;
     if (lse) lse[i] = mrow[i] + std::log(lrow[i]);
   }
 }
@@ -229,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor> smoothed_score_cpu(const at::Tensor& x, const
   at::Tensor lse = at::empty({N}, x.options().dtype(acc));
   AT_DISPATCH_FLOATING_TYPES(acc, "smoothed_score_cpu", [&] {
     using T = scalar_t;
-    ScoreProblem<T> sp(sh.x.data_ptr<T>(), sh.y.data_ptr<T>(), N, M, D, T(sigma));
+    ScoreProblem<T> sp(sh.x.data_ptr<T>(), sh.y.data_ptr<T>(), N, M, D, sigma);
     if (logw.defined()) sp.logw = logw.data_ptr<T>();
     const int64_t nI = (N + kTileI - 1) / kTileI;
     at::parallel_for(0, nI, 1, [&](int64_t b, int64_t e) {
@@ -256,7 +271,7 @@ template <typename T>
 void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, const T* lse, const T* w,
                           int64_t i0, int64_t bi, Scratch<T>& s, const ScoreGrads<T>& o) {
   const int64_t M = sp.job.M, D = sp.job.D;
-  const T inv2s2 = T(1) / (T(2) * sp.sigma * sp.sigma);
+  const T ea = sp.ea, eb = sp.eb;  // z / (2 sigma^2) = (z ea) eb
   const T* Xi = sp.job.X + i0 * D;
   const T* Gi = G + i0 * D;
   T* gbar = s.rs.data();
@@ -291,7 +306,7 @@ void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, 
     for (int64_t i = 0; i < bi; ++i) {
       const T l = lse[i0 + i], gb = gbar[i];
       for (int64_t j = 0; j < bj; ++j) {
-        const T v = exp_acc(-z[i * bj + j] * inv2s2 - l);
+        const T v = exp_acc(-((z[i * bj + j] * ea) * eb) - l);
         q[i * bj + j] = v;
         c[i * bj + j] = v * (t[i * bj + j] - gb);
       }
@@ -369,7 +384,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> smoothed_score_backward_cpu(
   at::Tensor gw = at::zeros({w.has_value() ? M : 0}, opts);
   AT_DISPATCH_FLOATING_TYPES(acc, "smoothed_score_backward_cpu", [&] {
     using T = scalar_t;
-    ScoreProblem<T> sp(sh.x.data_ptr<T>(), sh.y.data_ptr<T>(), N, M, D, T(sigma));
+    ScoreProblem<T> sp(sh.x.data_ptr<T>(), sh.y.data_ptr<T>(), N, M, D, sigma);
     for (int64_t i = 0; i < N; ++i) sp.xn[i] = sqnorm(sp.job.X + i * D, D);
     const int64_t nI = (N + kTileI - 1) / kTileI;
     const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), nI));
@@ -589,7 +604,7 @@ at::Tensor kde_langevin_cpu(const at::Tensor& x, const at::Tensor& data, at::Arr
     T* X = sh.x.data_ptr<T>();
     const int64_t nI = (N + kTileI - 1) / kTileI;
     for (size_t k = 0; k < sigmas.size(); ++k) {
-      ScoreProblem<T> sp(X, sh.y.data_ptr<T>(), N, M, D, T(sigmas[k]));
+      ScoreProblem<T> sp(X, sh.y.data_ptr<T>(), N, M, D, sigmas[k]);
       const T alpha = T(eps * sigmas[k] * sigmas[k] / (sL * sL));
       for (int64_t t = 0; t < steps_per_sigma; ++t) {
         const uint32_t step = (uint32_t)(k * steps_per_sigma + t);

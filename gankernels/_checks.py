@@ -82,7 +82,8 @@ def check_family(family, params: Sequence[float]) -> List[float]:
         param(1, "eps", p[0] > 0 or p[1] > 0, "positive when k <= 0")
     else:  # Polynomial: [degree, gamma, coef0]
         count(len(p) == 3, "[degree, gamma, coef0]")
-        param(0, "degree", _integer(p[0]) and p[0] >= 1, "an integer in [1, 2^24]")
+        param(0, "degree", _finite(p[0]) and float(p[0]).is_integer() and 1 <= p[0] <= 2.0 ** 53,
+              "an integer in [1, 2^53]")
         param(1, "gamma", _positive(p[1]), "positive and finite")
         param(2, "coef0", _finite(p[2]), "finite")
     return p

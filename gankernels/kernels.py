@@ -15,7 +15,7 @@ Mixture arguments (``sigmas``, ``alphas``, ``scales``) take a real scalar or a
 sequence; the kernel is the **sum** over their values (MMD-GAN convention).
 A real scalar is a Python or NumPy number or a one-element real tensor (0-dim
 or not); every parameter is stored as a Python float (or int for ``k`` and
-``degree``, which must be integral with magnitude at most 2^24), so kernels
+``degree``, integral, |k| <= 2^24 and 1 <= degree <= 2^53), so kernels
 built from equal values compare and hash equal.
 
 Parameter encoding (``params`` as passed to the ops), by family code:
@@ -85,14 +85,15 @@ def _number(name: str, value, *, positive: bool = False, negative: bool = False)
 MAX_INT_PARAM = 2 ** 24  # integer parameters travel as floats: exact up to 2^24 in fp32
 
 
-def _integer(name: str, value, what: str) -> int:
-    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |v| <= 2^24."""
+def _integer(name: str, value, what: str, limit: int = MAX_INT_PARAM) -> int:
+    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |v| <= limit."""
     value = _scalar(name, value, what)
     if not isinstance(value, numbers.Integral) and not float(value).is_integer():
         raise TypeError(f"{name} must be {what}, got {value!r}")
     value = int(value)
-    if abs(value) > MAX_INT_PARAM:
-        raise ValueError(f"{name} must be at most 2^24 in magnitude, got {value}")
+    if abs(value) > limit:
+        raise ValueError(f"{name} must be at most {'2**53' if limit == 2 ** 53 else '2**24'} in magnitude, "
+                         f"got {value}")
     return value
 
 
@@ -227,9 +228,17 @@ class Polyharmonic(Kernel):
         return self.family, (float(self.k), self.eps)
 
 
+# Largest Polynomial degree: the degree reaches the engines exactly as a float parameter (integers up to
+# 2^53 are exact in a double) and is evaluated by repeated squaring, O(log degree) products.
+MAX_POLYNOMIAL_DEGREE = 2 ** 53
+
+
 @dataclass(frozen=True)
 class Polynomial(Kernel):
-    """k(a, b) = (gamma a . b + coef0)^degree, gamma = 1 / D when None (the KID kernel for degree 3)."""
+    """k(a, b) = (gamma a . b + coef0)^degree, gamma = 1 / D when None (the KID kernel for degree 3).
+
+    ``degree`` is an integer in [1, 2**53], exact on every engine (powers by repeated squaring).
+    """
 
     degree: int = 3
     gamma: float = None
@@ -238,9 +247,13 @@ class Polynomial(Kernel):
     radial = False
 
     def __post_init__(self):
-        object.__setattr__(self, "degree", _integer("degree", self.degree, "a positive integer"))
+        object.__setattr__(self, "degree", _integer("degree", self.degree, "a positive integer",
+                                                    MAX_POLYNOMIAL_DEGREE))
         if self.degree < 1:
             raise ValueError(f"degree must be a positive integer, got {self.degree}")
+        if self.degree > MAX_POLYNOMIAL_DEGREE:
+            raise ValueError(f"degree must be at most 2**53 (it travels exactly as a float parameter), "
+                             f"got {self.degree}")
         if self.gamma is not None:
             object.__setattr__(self, "gamma", _number("gamma", self.gamma, positive=True))
         object.__setattr__(self, "coef0", _number("coef0", self.coef0))

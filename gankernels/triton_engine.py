@@ -52,8 +52,19 @@ Limits:
   for D (flows) or C (sums) larger than the output block (64 on GPU, 32 for
   fp64) the pairwise work is repeated ``ceil(D / block)`` times.
 * Mixtures have no size limit (a runtime loop over components).
-* Polynomial degrees are integers (exact repeated products, negative bases
-  allowed); other powers use ``exp(e log q)`` with ``q > 0``.
+* Polynomial degrees are integers up to 2^53, passed exactly (``IP``) and
+  evaluated by repeated squaring, O(log n) products (negative bases allowed);
+  other powers use ``exp(e log q)`` with ``q > 0``.
+* Extreme but valid parameters (tiny / huge bandwidths and scales): constants
+  are folded in fp64 on the host for the accumulation dtype; a coefficient that
+  overflows it is applied as ``a (b z)``, ``phi'(0)`` / ``phi''(0)`` that would
+  overflow are 0, and RationalQuadratic / InverseMultiquadric components out of
+  range take ``_pow_steep`` (a runtime branch per component; see
+  ``_kernel_params`` and csrc/families.h).  Flows keep the factored form
+  ``2 (x_i sum_j s_ij - sum_j s_ij y_j)``, so a mixture of a steep bandwidth
+  whose ``phi'(0)`` still fits (fp32: sigma ~ 1e-19 .. 1e-7) with ordinary ones
+  loses the ordinary ones' flow to cancellation (the CPU engine sums such flows
+  pair by pair).
 * fp32 dots (the distances of fp32 inputs, and the fp32 coefficient-tile
   contractions for every input dtype but fp64) use TF32 tensor cores only
   when ``torch.backends.cuda.matmul.allow_tf32`` is set; otherwise IEEE fp32.
@@ -68,6 +79,7 @@ Limits:
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import List, Optional, Sequence, Tuple
 
@@ -97,69 +109,109 @@ _DOT_FAMILIES = (POLYNOMIAL, LINEAR)
 if HAS_TRITON:
 
     @triton.jit
+    def _pow_steep(z, S, f0, f1, f2, NEED0: tl.constexpr, NEED1: tl.constexpr, NEED2: tl.constexpr):
+        """Adds C (1 + z/s)^beta and its derivatives for a steep RQ / IMQ component (see ``_kernel_params``).
+
+        S = [beta, beta - 1, i1, i2, s, C, ks_hi, ks_lo, kb_hi, kb_lo, big, phi'(0), phi''(0)] with
+        1/s = i1 i2: while q = z/s <= big, C exp(beta (log1p(q) + ks)); beyond, exp(beta (log(z + s) + kb)).
+        """
+        be = tl.load(S)
+        q = (z * tl.load(S + 2)) * tl.load(S + 3)
+        s = tl.load(S + 4)
+        small = q <= tl.load(S + 10)  # NaN: False, then log(NaN)
+        u = 1.0 + q
+        lu = tl.log(tl.where(small, u, z + s))
+        lg = tl.where(small, tl.where(u == 1.0, q, lu * q / (u - 1.0)), lu)  # log1p(q) from one log
+        kh = tl.where(small, tl.load(S + 6), tl.load(S + 8))
+        kl = tl.where(small, tl.load(S + 7), tl.load(S + 9))
+        val = tl.exp(be * ((lg + kh) + kl)) * tl.where(small, tl.load(S + 5), 1.0)
+        den = s + z
+        r1 = val / den  # a division: no inf * 0 where s + z under- or overflows
+        zero = z == 0.0
+        if NEED0:
+            f0 += val
+        if NEED1:
+            f1 += tl.where(zero, tl.load(S + 11), be * r1)
+        if NEED2:
+            f2 += tl.where(zero, tl.load(S + 12), be * (tl.load(S + 1) * (r1 / den)))
+        return f0, f1, f2
+
+    @triton.jit
     def _phi(z, P, NP, IP, FAMILY: tl.constexpr, NEED0: tl.constexpr, NEED1: tl.constexpr,
              NEED2: tl.constexpr):
         """(phi, phi', phi'') of the family on a tile of z (unneeded ones are 0).
 
-        P holds the family's derived constants (see ``_kernel_params``), NP the
-        number of mixture components, IP an integer parameter (polynomial degree).
+        P holds the family's derived constants (see ``_kernel_params``, folded in fp64 on the host), NP the
+        number of mixture components (Polynomial: the bit length of n - 2), IP an integer parameter
+        (polynomial degree n, exact).
         """
         f0 = tl.zeros_like(z)
         f1 = tl.zeros_like(z)
         f2 = tl.zeros_like(z)
-        if FAMILY == 0:  # Gaussian: P = [u_k = 1 / (2 s_k^2)]
+        if FAMILY == 0:  # Gaussian: P = [a, b, phi'(0), phi''(0)]_k, a b = 1 / (2 s_k^2) (b = 1 unless it overflows)
+            zero = z == 0.0
             for k in range(NP):
-                u = tl.load(P + k)
-                e = tl.exp(-u * z)
+                a = tl.load(P + 4 * k)
+                b = tl.load(P + 4 * k + 1)
+                e = tl.exp(-(a * (b * z)))  # z = 0: exactly 1, also where a b overflows
                 if NEED0:
                     f0 += e
                 if NEED1:
-                    f1 -= u * e
+                    f1 += tl.where(zero, tl.load(P + 4 * k + 2), -(a * (b * e)))
                 if NEED2:
-                    f2 += (u * u) * e
-        elif FAMILY == 1:  # RationalQuadratic: P = [alpha, 1/(2 alpha l^2), 1/(2 l^2), (alpha+1)/(4 alpha l^4)]_k
+                    f2 += tl.where(zero, tl.load(P + 4 * k + 3), a * (b * (a * (b * e))))
+        elif FAMILY == 1:  # RationalQuadratic: P = [steep, alpha, 1/(2 alpha l^2), 1/(2 l^2), (alpha+1)/(4 alpha l^4), S]_k
             for k in range(NP):
-                al = tl.load(P + 4 * k)
-                u = tl.load(P + 4 * k + 1)
-                c1 = tl.load(P + 4 * k + 2)
-                c2 = tl.load(P + 4 * k + 3)
-                b = 1.0 + u * z
-                t = tl.exp(-al * tl.log(b))
-                ib = 1.0 / b
-                if NEED0:
-                    f0 += t
-                if NEED1:
-                    f1 -= c1 * t * ib
-                if NEED2:
-                    f2 += c2 * t * ib * ib
-        elif FAMILY == 2:  # InverseMultiquadric: P = [beta, beta (beta - 1), c^2]_k
+                Q = P + 18 * k
+                if tl.load(Q) == 0.0:
+                    al = tl.load(Q + 1)
+                    u = tl.load(Q + 2)
+                    c1 = tl.load(Q + 3)
+                    c2 = tl.load(Q + 4)
+                    b = 1.0 + u * z
+                    t = tl.exp(-al * tl.log(b))
+                    ib = 1.0 / b
+                    if NEED0:
+                        f0 += t
+                    if NEED1:
+                        f1 -= c1 * t * ib
+                    if NEED2:
+                        f2 += c2 * t * ib * ib
+                else:
+                    f0, f1, f2 = _pow_steep(z, Q + 5, f0, f1, f2, NEED0, NEED1, NEED2)
+        elif FAMILY == 2:  # InverseMultiquadric: P = [steep, beta, beta - 1, c^2, 0, S]_k
             for k in range(NP):
-                be = tl.load(P + 3 * k)
-                bb = tl.load(P + 3 * k + 1)
-                cc = tl.load(P + 3 * k + 2)
-                q = cc + z
-                t = tl.exp(be * tl.log(q))
-                iq = 1.0 / q
-                if NEED0:
-                    f0 += t
-                if NEED1:
-                    f1 += be * t * iq
-                if NEED2:
-                    f2 += bb * t * iq * iq
-        elif FAMILY == 3:  # Laplacian: P = [1 / s_k]
+                Q = P + 18 * k
+                if tl.load(Q) == 0.0:
+                    be = tl.load(Q + 1)
+                    bm = tl.load(Q + 2)
+                    cc = tl.load(Q + 3)
+                    q = cc + z
+                    t = tl.exp(be * tl.log(q))
+                    iq = 1.0 / q
+                    if NEED0:
+                        f0 += t
+                    if NEED1:
+                        f1 += be * t * iq
+                    if NEED2:
+                        f2 += be * (bm * (t * iq * iq))
+                else:
+                    f0, f1, f2 = _pow_steep(z, Q + 5, f0, f1, f2, NEED0, NEED1, NEED2)
+        elif FAMILY == 3:  # Laplacian: P = [A, B]_k, A B = 1 / s_k (B = 1 unless it overflows)
             r = tl.sqrt(z)
             kink = z == 0.0
-            rs = tl.where(kink, 1.0, r)
-            ir = 1.0 / rs
+            ir = tl.where(kink, 0.0, 1.0 / tl.where(kink, 1.0, r))
             for k in range(NP):
-                v = tl.load(P + k)
-                e = tl.exp(-v * r)
+                va = tl.load(P + 2 * k)
+                vb = tl.load(P + 2 * k + 1)
+                e = tl.exp(-(va * (vb * r)))
+                t1 = va * (vb * (e * ir))  # e / (s r), ordered after e: 0 far out, never inf * 0
                 if NEED0:
                     f0 += e
                 if NEED1:
-                    f1 -= (0.5 * v) * e * ir
+                    f1 -= 0.5 * t1
                 if NEED2:
-                    f2 += e * (0.25 * v) * ir * ir * (v + ir)
+                    f2 += 0.25 * ir * (va * (vb * t1) + t1 * ir)
             f1 = tl.where(kink, 0.0, f1)
             f2 = tl.where(kink, 0.0, f2)
         elif FAMILY == 4:  # Energy: -r
@@ -190,23 +242,26 @@ if HAS_TRITON:
                 f1 = tl.where(kink, 0.0, qh * iq * (h * lg + 0.5 * ev))
             if NEED2:
                 f2 = tl.where(kink, 0.0, qh * iq * iq * (hh * lg + ev * (h - 0.5)))
-        elif FAMILY == 6:  # Polynomial: P = [gamma, coef0, n gamma, n (n - 1) gamma^2], IP = n
+        elif FAMILY == 6:  # Polynomial: P = [gamma, coef0, n gamma, (n - 1) gamma], IP = n, NP = bit length of n - 2
             ga = tl.load(P)
             c0 = tl.load(P + 1)
             n1 = tl.load(P + 2)
-            n2 = tl.load(P + 3)
+            m1 = tl.load(P + 3)
             base = ga * z + c0
+            pm2 = tl.zeros_like(z) + 1.0  # base^(n-2) by repeated squaring (1 when n < 3)
+            sq = base
+            for t in range(NP):
+                pm2 = tl.where(((IP - 2) >> t) & 1 != 0, pm2 * sq, pm2)
+                sq = sq * sq
             pm1 = tl.zeros_like(z) + 1.0  # base^(n-1)
-            pm2 = tl.zeros_like(z) + 1.0  # base^(n-2) (1 when n = 1, where its factor is 0)
-            for t in range(1, IP):
-                pm2 = pm1
-                pm1 = pm1 * base
+            if IP >= 2:
+                pm1 = pm2 * base
             if NEED0:
                 f0 = pm1 * base
             if NEED1:
                 f1 = n1 * pm1
             if NEED2:
-                f2 = n2 * pm2
+                f2 = n1 * (m1 * pm2)  # n (n - 1) gamma^2 base^(n-2); 0 for n = 1 (m1 = 0)
         else:  # Linear
             if NEED0:
                 f0 = z
@@ -415,22 +470,101 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # Python side: parameters, configuration, launchers
 # ----------------------------------------------------------------------------
-def _kernel_params(family: int, params: Sequence[float]) -> Tuple[List[float], int, int]:
-    """(derived constants for ``_phi``, mixture count NP, integer parameter IP)."""
+class _Lim:
+    """Limits of the accumulation dtype for the derived constants (the C++ engine's ``Limits``, csrc/families.h)."""
+
+    def __init__(self, dtype):
+        fi = torch.finfo(dtype)
+        self.dtype = dtype
+        self.max = float(fi.max)
+        self.tiny = float(fi.tiny)  # smallest normal
+        emax = 128 if dtype == torch.float32 else 1024
+        self.hi = math.ldexp(1.0, emax // 3)  # constants in [1/hi, hi] take the plain formulas
+        self.lo = 1.0 / self.hi
+        self.big = 1.0 / float(fi.eps)
+        self.exp_room = 60.0 if dtype == torch.float32 else 600.0
+
+    def round(self, v: float) -> float:
+        """v rounded to the dtype (inf where it overflows)."""
+        if self.dtype == torch.float64:
+            return float(v)
+        return float(torch.tensor(v, dtype=torch.float64).to(self.dtype).item())
+
+    def at_zero(self, g: float) -> float:
+        """A derivative at z = 0, or 0 where it would overflow the products it enters."""
+        return g if abs(g) <= self.max / 256.0 else 0.0
+
+    def split(self, u: float, root: float) -> Tuple[float, float]:
+        """(a, b) with a b = u: b = 1 unless u overflows the dtype, then a = b = sqrt(u) (clamped)."""
+        if u <= self.max:
+            return u, 1.0
+        r = min(root, self.max)
+        return r, r
+
+    def hi_lo(self, v: float) -> Tuple[float, float]:
+        h = self.round(v)
+        return h, (v - h if math.isfinite(h) else 0.0)
+
+
+def _safe_exp(v: float) -> float:
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _pow_steep_params(lim: _Lim, beta: float, s: float, log_s: float, inv_root: float, log_c: float,
+                      rq: bool) -> List[float]:
+    """The 13 constants of ``_pow_steep`` for C (1 + z/s)^beta (RQ: C = 1, IMQ: C = s^beta)."""
+    i1, i2 = lim.split(1.0 / s if s > 0 else math.inf, inv_root)
+    C = _safe_exp(log_c)
+    cm, ks, kb, big = 1.0, (0.0, 0.0), (0.0, 0.0), lim.big
+    if rq:  # beyond big: exp(beta (log(z + s) - log s))
+        kb = lim.hi_lo(-log_s)
+    elif lim.tiny <= C <= lim.max:
+        cm = C
+        big = min(lim.big, math.expm1(min(lim.exp_room / abs(beta), 700.0)))
+    else:  # C not representable: beta (log1p(z/s) + log s)
+        ks = lim.hi_lo(log_s)
+    g1 = lim.at_zero(beta * _safe_exp(log_c - log_s))
+    g2 = lim.at_zero(beta * (beta - 1.0) * _safe_exp(log_c - 2.0 * log_s))
+    return [beta, beta - 1.0, i1, i2, s, cm, ks[0], ks[1], kb[0], kb[1], big, g1, g2]
+
+
+def _kernel_params(family: int, params: Sequence[float], dtype=torch.float32) -> Tuple[List[float], int, int]:
+    """(derived constants for ``_phi``, mixture count NP, integer parameter IP), folded in fp64 for ``dtype``.
+
+    Extreme but valid parameters (issue 13) follow the C++ engine (csrc/families.h): a coefficient that
+    overflows the dtype is split as a (b z) with a b = u, phi'(0) / phi''(0) that would overflow are 0 (they
+    only multiply x_i - y_j = 0), and RationalQuadratic / InverseMultiquadric components whose scale leaves
+    [2^-e, 2^e] (e = 42 fp32, 341 fp64) take ``_pow_steep``.
+    """
     p = [float(v) for v in params]
+    lim = _Lim(dtype)
     if family in (GAUSSIAN, LAPLACIAN):
         if not p:
             raise ValueError("Gaussian / Laplacian kernels need at least one sigma")
-        if family == GAUSSIAN:
-            return [0.5 / (s * s) for s in p], len(p), 0
-        return [1.0 / s for s in p], len(p), 0
+        out = []
+        for s in p:
+            if family == GAUSSIAN:
+                u = 0.5 / (s * s) if s * s > 0 else math.inf
+                out += list(lim.split(u, math.sqrt(0.5) / s)) + [lim.at_zero(-u), lim.at_zero(u * u)]
+            else:
+                out += list(lim.split(1.0 / s if s > 0 else math.inf, 1.0 / math.sqrt(s)))
+        return out, len(p), 0
     if family == RATIONAL_QUADRATIC:
         if len(p) < 2:
             raise ValueError("RationalQuadratic params are [lengthscale, alpha...]")
-        l2 = p[0] * p[0]
+        l = p[0]
         out = []
         for a in p[1:]:
-            out += [a, 1.0 / (2.0 * a * l2), 1.0 / (2.0 * l2), (a + 1.0) / (4.0 * a * l2 * l2)]
+            w = 2.0 * a * l * l
+            c1 = 0.5 / l / l
+            c2 = (a + 1.0) / a * c1 * c1
+            plain = lim.lo <= w <= lim.hi and lim.lo <= c1 <= lim.hi and c2 <= lim.hi and a <= 8.0
+            log_s = math.log(2.0 * a) + 2.0 * math.log(l)
+            head = [0.0, a, 1.0 / w, c1, c2] if plain else [1.0, 0.0, 0.0, 0.0, 0.0]
+            out += head + _pow_steep_params(lim, -a, w, log_s, 1.0 / (l * math.sqrt(2.0 * a)), 0.0, True)
         return out, len(p) - 1, 0
     if family == INVERSE_MULTIQUADRIC:
         if len(p) < 2:
@@ -438,7 +572,10 @@ def _kernel_params(family: int, params: Sequence[float]) -> Tuple[List[float], i
         b = p[0]
         out = []
         for c in p[1:]:
-            out += [b, b * (b - 1.0), c * c]
+            s = c * c
+            log_s = 2.0 * math.log(c)
+            head = [0.0, b, b - 1.0, s, 0.0] if lim.lo <= s <= lim.hi else [1.0, 0.0, 0.0, 0.0, 0.0]
+            out += head + _pow_steep_params(lim, b, s, log_s, 1.0 / c, b * log_s, False)
         return out, len(p) - 1, 0
     if family == ENERGY:
         return [], 0, 0
@@ -451,11 +588,11 @@ def _kernel_params(family: int, params: Sequence[float]) -> Tuple[List[float], i
     if family == POLYNOMIAL:
         if len(p) != 3:
             raise ValueError("Polynomial params are [degree, gamma, coef0]")
-        n = int(round(p[0]))
-        if n < 1 or n != p[0]:
-            raise ValueError(f"Polynomial degree must be a positive integer, got {p[0]}")
+        if not (math.isfinite(p[0]) and 1.0 <= p[0] <= 2.0 ** 53 and p[0] == math.floor(p[0])):
+            raise ValueError(f"Polynomial degree must be an integer in [1, 2^53], got {p[0]}")
+        n = int(p[0])  # exact: an integer up to 2^53 is exact in the float params
         g = p[1]
-        return [g, p[2], n * g, n * (n - 1) * g * g], 1, n
+        return [g, p[2], n * g, (n - 1) * g], max(n - 2, 0).bit_length(), n
     if family == LINEAR:
         return [], 0, 0
     raise ValueError(f"unknown kernel family code {family}")
@@ -468,7 +605,7 @@ def _param_tensor(family, params, dtype, device):
     key = (int(family), tuple(float(v) for v in params), dtype, str(device))
     hit = _PARAM_CACHE.get(key)
     if hit is None:
-        vals, n_mix, ip = _kernel_params(int(family), params)
+        vals, n_mix, ip = _kernel_params(int(family), params, dtype)
         t = torch.tensor(vals if vals else [0.0], dtype=dtype, device=device)
         hit = (t, n_mix, ip)
         if len(_PARAM_CACHE) > 256:

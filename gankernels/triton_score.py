@@ -145,9 +145,11 @@ if HAS_TRITON:
 
         UPDATE=False: SCORE[i, o] = (ybar_i - x_i)_o / sigma^2 and LSE[i] (written by column block 0).
         UPDATE=True:  XOUT[i, o] = x_io + eta score_io + scale xi(seed, step, i D + o) (SCORE, LSE unused).
-        SC = [1 / 2 sigma^2, 1 / sigma^2, eta, scale] in the accumulation dtype.
+        SC = [ea, sa, eta, scale, eb, sb] in the accumulation dtype: 1 / 2 sigma^2 = ea eb, 1 / sigma^2 = sa sb
+        (eb = sb = 1 unless the coefficient overflows the dtype, see ``_sigma_scalars``).
         """
-        inv2s2 = tl.load(SC)
+        ea = tl.load(SC)
+        eb = tl.load(SC + 4)
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
         ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
@@ -161,7 +163,7 @@ if HAS_TRITON:
             rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
             mj = rj < M
             z = _tile_z(X, Y, ri, rj, mi, mj, D, s_x, s_y, True, False, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
-            logit = -z * inv2s2
+            logit = -((z * ea) * eb)  # z = 0: exactly 0 even where 1 / 2 sigma^2 overflows
             if HAS_W:
                 logit += tl.load(LOGW + rj, mask=mj, other=0.0)[None, :]
             logit = tl.where(mj[None, :], logit, float("-inf"))
@@ -175,7 +177,7 @@ if HAS_TRITON:
             m = m_new
         m2 = mi[:, None] & mo[None, :]
         x = tl.load(X + ri[:, None] * s_x + ro[None, :], mask=m2, other=0.0)
-        score = (acc / l[:, None] - x) * tl.load(SC + 1)
+        score = ((acc / l[:, None] - x) * tl.load(SC + 1)) * tl.load(SC + 5)
         if UPDATE:
             e = ri[:, None] * D + ro[None, :]
             out = _update(x, score, e, tl.load(SC + 2), tl.load(SC + 3), seed, step, NOISE)
@@ -186,7 +188,7 @@ if HAS_TRITON:
                 tl.store(LSE + ri, m + tl.log(l), mask=mi)
 
     @triton.jit
-    def _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, inv2s2,
+    def _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, ea, eb,
                     HAS_W: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
                     BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
         """(p, C, q (T - gbar)) on the tile (rows ri of x, rows rj of y), zero outside it."""
@@ -195,7 +197,7 @@ if HAS_TRITON:
         lse = tl.load(LSE + ri, mask=mi, other=0.0)
         gbar = tl.load(GBAR + ri, mask=mi, other=0.0)
         inside = mi[:, None] & mj[None, :]
-        q = tl.where(inside, tl.exp(-z * inv2s2 - lse[:, None]), 0.0)
+        q = tl.where(inside, tl.exp(-((z * ea) * eb) - lse[:, None]), 0.0)
         cq = q * (t - gbar[:, None])
         if HAS_W:  # p = w_j q, and exactly 0 for a zero weight (q may overflow there)
             w = tl.load(W + rj, mask=mj, other=0.0)[None, :]
@@ -213,8 +215,9 @@ if HAS_TRITON:
                             BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
                             BLOCK_O: tl.constexpr):
         """GX[i, o] = sum_j C_ij y_jo / sigma^4 - g_io / sigma^2 (program owns rows of x);
-        SC = [1 / 2 sigma^2, 1 / sigma^2, 1 / sigma^4]."""
-        inv2s2 = tl.load(SC)
+        SC = [ea, 1 / sigma^2, 1 / sigma^4, eb] with 1 / 2 sigma^2 = ea eb."""
+        ea = tl.load(SC)
+        eb = tl.load(SC + 3)
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
         ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
@@ -225,7 +228,7 @@ if HAS_TRITON:
         for j0 in range(0, M, BLOCK_J):
             rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
             mj = rj < M
-            _p, c, _cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, inv2s2,
+            _p, c, _cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, ea, eb,
                                      HAS_W, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             v = tl.load(Y + rj[:, None] * s_y + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
             acc += tl.dot(c, v, input_precision=PREC)
@@ -244,7 +247,8 @@ if HAS_TRITON:
         """Program owns BLOCK_J rows of y and loops over x tiles:
         GY[j, o] = sum_i p_ij g_io / sigma^2 + (sum_i C_ij x_io - y_jo sum_i C_ij) / sigma^4,
         GW[j] = sum_i q_ij (T_ij - gbar_i) / sigma^2 (written by column block 0); SC as for gx."""
-        inv2s2 = tl.load(SC)
+        ea = tl.load(SC)
+        eb = tl.load(SC + 3)
         inv_s2 = tl.load(SC + 1)
         pid_j = tl.program_id(0)
         pid_o = tl.program_id(1)
@@ -259,7 +263,7 @@ if HAS_TRITON:
         for i0 in range(0, N, BLOCK_I):
             ri = (i0 + tl.arange(0, BLOCK_I)).to(tl.int64)
             mi = ri < N
-            p, c, cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, inv2s2,
+            p, c, cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, ea, eb,
                                    HAS_W, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             if NEED_Y:
                 m2 = mi[:, None] & mo[None, :]
@@ -370,13 +374,31 @@ def _scalars(rows, cfg: _Cfg, device) -> torch.Tensor:
     return torch.tensor(rows, dtype=cfg.acc_torch, device=device)
 
 
+def _split(u: float, root: float, cfg: _Cfg) -> Tuple[float, float]:
+    """(a, b) with a b = u: b = 1 unless u overflows the accumulation dtype, then a = b = sqrt(u) (clamped)."""
+    mx = float(torch.finfo(cfg.acc_torch).max)
+    if u <= mx:
+        return u, 1.0
+    r = min(root, mx)
+    return r, r
+
+
+def _sigma_scalars(sigma: float, cfg: _Cfg) -> Tuple[float, float, float, float]:
+    """(ea, eb, sa, sb): 1 / 2 sigma^2 = ea eb and 1 / sigma^2 = sa sb, folded in fp64 (issue 13): a tiny sigma
+    whose coefficients overflow the dtype gives a logit of exactly 0 at z = 0 and a score of 0 where ybar = x."""
+    s2 = sigma * sigma
+    ea, eb = _split(0.5 / s2 if s2 > 0 else math.inf, math.sqrt(0.5) / sigma, cfg)
+    sa, sb = _split(1.0 / s2 if s2 > 0 else math.inf, 1.0 / sigma, cfg)
+    return ea, eb, sa, sb
+
+
 def _grid(cfg: _Cfg, rows: int, rows_block: int, cols: int):
     bo = cfg.oblock(cols)
     return (triton.cdiv(rows, rows_block), triton.cdiv(cols, bo)), bo
 
 
 def _launch_score(cfg: _Cfg, xs, ys, logw, sc, score=None, lse=None, xout=None, seed=0, step=0) -> None:
-    """score / lse (``xout`` None) or the Langevin update of xs into ``xout``; sc = [1/2s^2, 1/s^2, eta, scale]."""
+    """score / lse (``xout`` None) or the Langevin update of xs into ``xout``; sc = [ea, sa, eta, scale, eb, sb]."""
     N, D = xs.shape
     update = xout is not None
     out = xout if update else score
@@ -407,7 +429,8 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor], 
     xs, ys, _mu = _shift(x, y, cfg.acc_torch)
     score = torch.empty_like(xs)
     lse = torch.empty(xs.size(0), dtype=cfg.acc_torch, device=x.device)
-    sc = _scalars([0.5 / sigma ** 2, 1.0 / sigma ** 2, 0.0, 0.0], cfg, x.device)
+    ea, eb, sa, sb = _sigma_scalars(sigma, cfg)
+    sc = _scalars([ea, sa, 0.0, 0.0, eb, sb], cfg, x.device)
     _launch_score(cfg, xs, ys, None if wa is None else wa.log(), sc, score=score, lse=lse)
     return score.to(x.dtype), lse
 
@@ -431,11 +454,12 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     gw = torch.zeros((M if w is not None else 0,), dtype=acc, device=x.device)
     if need_x or need_y or need_w:
         s2 = sigma * sigma
+        ea, eb, _sa, _sb = _sigma_scalars(sigma, cfg)
         xs, ys, _mu = _shift(x, y, acc)
         g = grad.to(acc).contiguous()
         gbar = (g * (xs + score.to(acc) * s2)).sum(1)  # g_i . ybar_i
         args = (xs, ys, g, xs if wa is None else wa, lse.to(acc).contiguous(), gbar,
-                _scalars([0.5 / s2, 1.0 / s2, 1.0 / (s2 * s2)], cfg, x.device))
+                _scalars([ea, 1.0 / s2, 1.0 / (s2 * s2), eb], cfg, x.device))
         sizes = (N, M, D, xs.stride(0), ys.stride(0), g.stride(0), D)
         meta = dict(HAS_W=wa is not None, ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj,
                     BLOCK_D=cfg.bd, num_warps=cfg.num_warps)
@@ -550,10 +574,11 @@ def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], s
     _require(steps_per_sigma >= 0, f"steps_per_sigma must be non-negative, got {steps_per_sigma}")
     eps = _positive(eps, "eps")
     xs, ds, mu = _shift(x, data, cfg.acc_torch)
-    rows = []  # per step: [1 / 2 sigma^2, 1 / sigma^2, eta = alpha / 2, scale = sqrt(alpha)]
+    rows = []  # per step: [ea, sa, eta = alpha / 2, scale = sqrt(alpha), eb, sb] (see _sigma_scalars)
     for s in sig:
         alpha = eps * s * s / (sig[-1] * sig[-1])
-        rows += [[0.5 / (s * s), 1.0 / (s * s), 0.5 * alpha, math.sqrt(alpha)]] * steps_per_sigma
+        ea, eb, sa, sb = _sigma_scalars(s, cfg)
+        rows += [[ea, sa, 0.5 * alpha, math.sqrt(alpha), eb, sb]] * steps_per_sigma
     sc = _scalars(rows, cfg, x.device) if rows else None
 
     def launch(src, dst, t):
