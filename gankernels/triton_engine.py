@@ -65,11 +65,12 @@ Limits:
   whose ``phi'(0)`` still fits (fp32: sigma ~ 1e-19 .. 1e-7) with ordinary ones
   loses the ordinary ones' flow to cancellation (the CPU engine sums such flows
   pair by pair).
-* fp32 dots (the distances of fp32 inputs, and the fp32 coefficient-tile
-  contractions for every input dtype but fp64) use TF32 tensor cores only
-  when ``torch.backends.cuda.matmul.allow_tf32`` is set; otherwise IEEE fp32.
-  fp16 / bf16 distances use native half-precision dots with fp32 accumulation.
-  With TF32 ``z`` carries ~1e-3 relative error of ``|a|^2 + |b|^2``.
+* Precision (README "Precision on CUDA"): the fp32 coefficient-tile contractions
+  use TF32 tensor cores only when the user allows TF32 matmuls
+  (``torch.backends.cuda.matmul.allow_tf32`` or ``set_float32_matmul_precision``
+  "high"/"medium"), IEEE fp32 otherwise; the dots of squared distances are IEEE
+  fp32, or 3xTF32 when TF32 is allowed -- never plain TF32.  fp16 / bf16 inputs
+  use native half-precision tensor-core dots with fp32 accumulation.
 * Radial kernels run on x and y shifted by their common mean (where the offset
   dominates the spread), and self pairs have exactly zero flow; but unlike the
   CPU engine, near-duplicate pairs of distinct points are not recomputed from
@@ -80,12 +81,12 @@ Limits:
 from __future__ import annotations
 
 import math
-import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
 from . import _checks
+from .triton_utils import interpreting, on_input_device, precision_of_fp32_contractions
 
 try:  # importing this module must work without triton
     import triton
@@ -98,9 +99,16 @@ except Exception:  # pragma: no cover - depends on the environment
 
 __all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "register_cuda_kernels", "HAS_TRITON"]
 
-GAUSSIAN, RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, LAPLACIAN = 0, 1, 2, 3
-ENERGY, POLYHARMONIC, POLYNOMIAL, LINEAR = 4, 5, 6, 7
+# the family codes are defined once, in kernels.py; the kernels compare FAMILY with these constexprs
+from .kernels import (  # noqa: E402
+    ENERGY, GAUSSIAN, INVERSE_MULTIQUADRIC, LAPLACIAN, LINEAR, POLYHARMONIC, POLYNOMIAL, RATIONAL_QUADRATIC,
+)
+
 _DOT_FAMILIES = (POLYNOMIAL, LINEAR)
+if HAS_TRITON:
+    _GAUSSIAN, _RATIONAL_QUADRATIC = tl.constexpr(GAUSSIAN), tl.constexpr(RATIONAL_QUADRATIC)
+    _INVERSE_MULTIQUADRIC, _LAPLACIAN = tl.constexpr(INVERSE_MULTIQUADRIC), tl.constexpr(LAPLACIAN)
+    _ENERGY, _POLYHARMONIC, _POLYNOMIAL = tl.constexpr(ENERGY), tl.constexpr(POLYHARMONIC), tl.constexpr(POLYNOMIAL)
 
 
 # ----------------------------------------------------------------------------
@@ -148,7 +156,7 @@ if HAS_TRITON:
         f0 = tl.zeros_like(z)
         f1 = tl.zeros_like(z)
         f2 = tl.zeros_like(z)
-        if FAMILY == 0:  # Gaussian: P = [a, b, phi'(0), phi''(0)]_k, a b = 1 / (2 s_k^2) (b = 1 unless it overflows)
+        if FAMILY == _GAUSSIAN:  # Gaussian: P = [a, b, phi'(0), phi''(0)]_k, a b = 1 / (2 s_k^2) (b = 1 unless it overflows)
             zero = z == 0.0
             for k in range(NP):
                 a = tl.load(P + 4 * k)
@@ -160,7 +168,7 @@ if HAS_TRITON:
                     f1 += tl.where(zero, tl.load(P + 4 * k + 2), -(a * (b * e)))
                 if NEED2:
                     f2 += tl.where(zero, tl.load(P + 4 * k + 3), a * (b * (a * (b * e))))
-        elif FAMILY == 1:  # RationalQuadratic: P = [steep, alpha, 1/(2 alpha l^2), 1/(2 l^2), (alpha+1)/(4 alpha l^4), S]_k
+        elif FAMILY == _RATIONAL_QUADRATIC:  # RationalQuadratic: P = [steep, alpha, 1/(2 alpha l^2), 1/(2 l^2), (alpha+1)/(4 alpha l^4), S]_k
             for k in range(NP):
                 Q = P + 18 * k
                 if tl.load(Q) == 0.0:
@@ -179,7 +187,7 @@ if HAS_TRITON:
                         f2 += c2 * t * ib * ib
                 else:
                     f0, f1, f2 = _pow_steep(z, Q + 5, f0, f1, f2, NEED0, NEED1, NEED2)
-        elif FAMILY == 2:  # InverseMultiquadric: P = [steep, beta, beta - 1, c^2, 0, S]_k
+        elif FAMILY == _INVERSE_MULTIQUADRIC:  # InverseMultiquadric: P = [steep, beta, beta - 1, c^2, 0, S]_k
             for k in range(NP):
                 Q = P + 18 * k
                 if tl.load(Q) == 0.0:
@@ -197,7 +205,7 @@ if HAS_TRITON:
                         f2 += be * (bm * (t * iq * iq))
                 else:
                     f0, f1, f2 = _pow_steep(z, Q + 5, f0, f1, f2, NEED0, NEED1, NEED2)
-        elif FAMILY == 3:  # Laplacian: P = [A, B]_k, A B = 1 / s_k (B = 1 unless it overflows)
+        elif FAMILY == _LAPLACIAN:  # Laplacian: P = [A, B]_k, A B = 1 / s_k (B = 1 unless it overflows)
             r = tl.sqrt(z)
             kink = z == 0.0
             ir = tl.where(kink, 0.0, 1.0 / tl.where(kink, 1.0, r))
@@ -214,7 +222,7 @@ if HAS_TRITON:
                     f2 += 0.25 * ir * (va * (vb * t1) + t1 * ir)
             f1 = tl.where(kink, 0.0, f1)
             f2 = tl.where(kink, 0.0, f2)
-        elif FAMILY == 4:  # Energy: -r
+        elif FAMILY == _ENERGY:  # Energy: -r
             r = tl.sqrt(z)
             kink = z == 0.0
             ir = 1.0 / tl.where(kink, 1.0, r)
@@ -224,7 +232,7 @@ if HAS_TRITON:
                 f1 = tl.where(kink, 0.0, -0.5 * ir)
             if NEED2:
                 f2 = tl.where(kink, 0.0, 0.25 * ir * ir * ir)
-        elif FAMILY == 5:  # Polyharmonic: P = [h = k/2, eps^2, even, h (h - 1)]
+        elif FAMILY == _POLYHARMONIC:  # Polyharmonic: P = [h = k/2, eps^2, even, h (h - 1)]
             h = tl.load(P)
             e2 = tl.load(P + 1)
             ev = tl.load(P + 2)
@@ -242,7 +250,7 @@ if HAS_TRITON:
                 f1 = tl.where(kink, 0.0, qh * iq * (h * lg + 0.5 * ev))
             if NEED2:
                 f2 = tl.where(kink, 0.0, qh * iq * iq * (hh * lg + ev * (h - 0.5)))
-        elif FAMILY == 6:  # Polynomial: P = [gamma, coef0, n gamma, (n - 1) gamma], IP = n, NP = bit length of n - 2
+        elif FAMILY == _POLYNOMIAL:  # Polynomial: P = [gamma, coef0, n gamma, (n - 1) gamma], IP = n, NP = bit length of n - 2
             ga = tl.load(P)
             c0 = tl.load(P + 1)
             n1 = tl.load(P + 2)
@@ -270,6 +278,15 @@ if HAS_TRITON:
         return f0, f1, f2
 
     @triton.jit
+    def _distance_dot(a, b, PREC: tl.constexpr):
+        """a @ b for squared distances: never plain TF32 (its ~1e-3 relative error on |a|^2 + |b|^2 would
+        swamp small distances); where the user allows TF32, 3xTF32 keeps about fp32 accuracy on tensor cores."""
+        if PREC == "tf32":
+            return tl.dot(a, b, input_precision="tf32x3")
+        else:
+            return tl.dot(a, b, input_precision=PREC)
+
+    @triton.jit
     def _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL: tl.constexpr, SELF: tl.constexpr,
                 ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
                 BLOCK_D: tl.constexpr):
@@ -282,7 +299,7 @@ if HAS_TRITON:
             md = rd < D
             a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
             b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-            xy += tl.dot(a, b, input_precision=PREC)
+            xy += _distance_dot(a, b, PREC)
             if RADIAL:
                 af = a.to(ACC)
                 bf = b.to(ACC)
@@ -397,15 +414,15 @@ if HAS_TRITON:
                 md = rd < D
                 a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
                 b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-                xy += tl.dot(a, b, input_precision=PREC)
+                xy += _distance_dot(a, b, PREC)
                 if SIDE == 0:
                     hr = tl.load(H + ri[:, None] * s_h + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
-                    hd += tl.dot(hr, b, input_precision=PREC)
+                    hd += _distance_dot(hr, b, PREC)
                     if RADIAL:
                         hs_r += tl.sum(hr.to(ACC) * a.to(ACC), 1)
                 else:
                     hq = tl.load(H + rj[None, :] * s_h + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-                    hd += tl.dot(a, hq, input_precision=PREC)
+                    hd += _distance_dot(a, hq, PREC)
                     if RADIAL:
                         hs_q += tl.sum(hq.to(ACC) * b.to(ACC), 0)
                 if RADIAL:
@@ -614,8 +631,7 @@ def _param_tensor(family, params, dtype, device):
     return hit
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+_interpreting = interpreting
 
 
 def _pow2(n: int, lo: int, hi: int) -> int:
@@ -636,7 +652,7 @@ class _Cfg:
         fp64 = x.dtype == torch.float64
         self.acc_torch = torch.float64 if fp64 else torch.float32
         self.acc = tl.float64 if fp64 else tl.float32
-        tf32 = (x.device.type == "cuda" and not fp64 and torch.backends.cuda.matmul.allow_tf32)
+        tf32 = precision_of_fp32_contractions(x) == "tf32"
         self.prec = "tf32" if tf32 else "ieee"
         if _interpreting():
             self.bi = self.bj = self.bd = self.bc = 16
@@ -779,6 +795,7 @@ def _empty(rows, cols, like, dtype):
 # ----------------------------------------------------------------------------
 # The four ops
 # ----------------------------------------------------------------------------
+@on_input_device
 def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
          params: Sequence[float]) -> torch.Tensor:
     """out[N, C] = sum_j k(x_i, y_j) w_jc."""
@@ -794,6 +811,7 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
     return out.to(dtype)
 
 
+@on_input_device
 def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: int,
                   params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D] or [0, D] in self mode, gw [M, C]) of L = sum g * ksum(x, y, w)."""
@@ -827,6 +845,7 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     return gx.to(dtype), gy.to(dtype), gw.to(dtype)
 
 
+@on_input_device
 def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.Tensor, family: int,
           params: Sequence[float]) -> torch.Tensor:
     """out[N, D] = sum_j (a_i . b_j) grad_1 k(x_i, y_j)."""
@@ -841,6 +860,7 @@ def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.
     return out.to(dtype)
 
 
+@on_input_device
 def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor,
                    b: torch.Tensor, family: int, params: Sequence[float], mask: Sequence[bool]
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -82,6 +82,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _checks
+from .triton_utils import device_constants, on_input_device
 from .triton_engine import HAS_TRITON, _DOT_FAMILIES, _Cfg, _interpreting, _param_tensor
 
 if HAS_TRITON:
@@ -370,8 +371,11 @@ def _shift(x: torch.Tensor, y: torch.Tensor, acc) -> Tuple[torch.Tensor, torch.T
 
 
 def _scalars(rows, cfg: _Cfg, device) -> torch.Tensor:
-    """Per-launch float scalars as a device tensor in the accumulation dtype (kernel float arguments are fp32)."""
-    return torch.tensor(rows, dtype=cfg.acc_torch, device=device)
+    """Per-launch float scalars as a device tensor in the accumulation dtype (kernel float arguments are fp32),
+    cached by value: a steady-state call makes no host-to-device copy."""
+    flat = [v for row in rows for v in (row if isinstance(row, (list, tuple)) else [row])]
+    shape = (len(rows), len(rows[0])) if rows and isinstance(rows[0], (list, tuple)) else (len(rows),)
+    return device_constants(flat, cfg.acc_torch, device).view(shape)
 
 
 def _split(u: float, root: float, cfg: _Cfg) -> Tuple[float, float]:
@@ -422,6 +426,7 @@ def _check_score(x, y, w, sigma):
 # ----------------------------------------------------------------------------
 # The six ops
 # ----------------------------------------------------------------------------
+@on_input_device
 def smoothed_score(x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor], sigma: float
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(score [N, D] in x.dtype, lse [N] in the accumulation dtype)."""
@@ -435,6 +440,7 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor], 
     return score.to(x.dtype), lse
 
 
+@on_input_device
 def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor],
                             sigma: float, score: torch.Tensor, lse: torch.Tensor, output_mask: Sequence[bool]
                             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -495,6 +501,7 @@ def _launch_langevin(cfg: _Cfg, x, drift, out, eta: float, tau: float, seed: int
                                                int(seed), NOISE=scale != 0.0, BLOCK=block, num_warps=4)
 
 
+@on_input_device
 def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int
                   ) -> torch.Tensor:
     """x + eta drift + sqrt(2 eta tau) xi (a new contiguous tensor, any shape)."""
@@ -505,6 +512,7 @@ def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temper
     return out
 
 
+@on_input_device
 def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int) -> None:
     """In place; a non-contiguous x goes through a contiguous copy."""
     cfg, eta, tau = _check_step(x, drift, step_size, temperature)
@@ -522,6 +530,7 @@ def _chain(state: torch.Tensor, steps: int, launch) -> torch.Tensor:
     return bufs[steps % 2]
 
 
+@on_input_device
 def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, family: int, params: Sequence[float],
                     step_size: float, steps: int, temperature: float, seed: int) -> torch.Tensor:
     """``steps`` fused steps x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi."""
@@ -561,6 +570,7 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
     return (out if mu is None else out + mu).to(x.dtype)
 
 
+@on_input_device
 def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
                  seed: int) -> torch.Tensor:
     """Annealed Langevin on the Gaussian-smoothed data, score and update fused (one launch per step)."""
