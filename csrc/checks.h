@@ -1,4 +1,4 @@
-// Argument checks of the four pairwise ops (csrc/ops.cpp), run first thing in each
+// Argument checks of the four pairwise ops (csrc/pairwise.cpp), run first thing in each
 // CPU kernel, before any input is copied or read: the kernel family and its
 // parameters (families.h), then shapes, dtypes and devices.  A direct call of a
 // torch.ops.gankernels op with bad arguments raises ValueError / TypeError naming

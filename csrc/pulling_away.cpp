@@ -35,10 +35,10 @@
 #include <vector>
 
 #include "engine.h"  // mm<T>: row-major GEMM on the BLAS libtorch exports
+#include "ops.h"
 #include "tensor_utils.h"
 
 namespace gankernels {
-namespace {
 
 constexpr int64_t kGramTile = 128;  // square tiles of Sh Sh^T (64 KiB of fp32: stays in L2)
 constexpr int64_t kCovRows = 256;   // rows per GEMM of the covariance accumulation
@@ -294,18 +294,6 @@ at::Tensor pulling_away_backward_cpu(const at::Tensor& grad, const at::Tensor& s
     }
   });
   return out.to(s.scalar_type());
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(gankernels, m) {
-  m.def("pulling_away(Tensor s, float eps, int algorithm) -> Tensor");
-  m.def("pulling_away_backward(Tensor grad, Tensor s, float eps, int algorithm) -> Tensor");
-}
-
-TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
-  m.impl("pulling_away", &pulling_away_cpu);
-  m.impl("pulling_away_backward", &pulling_away_backward_cpu);
 }
 
 }  // namespace gankernels

@@ -42,11 +42,11 @@
 #include <tuple>
 
 #include "engine.h"
+#include "ops.h"
 #include "noise.h"
 #include "tensor_utils.h"
 
 namespace gankernels {
-namespace {
 
 inline float exp_acc(float v) { return fast_exp(v); }
 inline double exp_acc(double v) { return std::exp(v); }
@@ -623,38 +623,6 @@ at::Tensor kde_langevin_cpu(const at::Tensor& x, const at::Tensor& data, at::Arr
     }
   });
   return (sh.x + sh.mu).to(x.scalar_type());
-}
-
-}  // namespace
-
-TORCH_LIBRARY_FRAGMENT(gankernels, m) {
-  m.def("smoothed_score(Tensor x, Tensor y, Tensor? w, float sigma) -> (Tensor, Tensor)");
-  m.def(
-      "smoothed_score_backward(Tensor grad, Tensor x, Tensor y, Tensor? w, float sigma, Tensor score, Tensor lse, "
-      "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-  m.def("langevin_step(Tensor x, Tensor drift, float step_size, float temperature, int seed) -> Tensor");
-  m.def("langevin_step_(Tensor(a!) x, Tensor drift, float step_size, float temperature, int seed) -> ()");
-  m.def(
-      "kernel_langevin(Tensor x, Tensor centers, Tensor w, int family, float[] params, float step_size, int steps, "
-      "float temperature, int seed) -> Tensor");
-  m.def("kde_langevin(Tensor x, Tensor data, float[] sigmas, int steps_per_sigma, float eps, int seed) -> Tensor");
-}
-
-TORCH_LIBRARY_IMPL(gankernels, ADInplaceOrView, m) {
-  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_version));
-}
-
-TORCH_LIBRARY_IMPL(gankernels, Autograd, m) {
-  m.impl("langevin_step_", TORCH_FN(langevin_step_inplace_autograd));
-}
-
-TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
-  m.impl("smoothed_score", &smoothed_score_cpu);
-  m.impl("smoothed_score_backward", &smoothed_score_backward_cpu);
-  m.impl("langevin_step", &langevin_step_cpu);
-  m.impl("langevin_step_", &langevin_step_inplace_cpu);
-  m.impl("kernel_langevin", &kernel_langevin_cpu);
-  m.impl("kde_langevin", &kde_langevin_cpu);
 }
 
 }  // namespace gankernels

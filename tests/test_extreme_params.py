@@ -2,7 +2,7 @@
 
 Both engines are checked: the C++ CPU engine through the public API, and the
 Triton engine (``-m triton``, ``TRITON_INTERPRET=1`` on CPU) through its op
-functions, loaded from their files as in tests/test_triton_engine.py.
+functions (gankernels.triton_engine / triton_score).
 
 Oracle: an independent evaluation with Python's ``decimal`` module -- exact
 squared distances and dot products of the (exactly converted) float inputs,
@@ -30,13 +30,10 @@ the dtype are compared; none of the chosen ones overflow):
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import subprocess
 import sys
 import textwrap
-import types
 from decimal import Decimal, localcontext
 from pathlib import Path
 
@@ -351,22 +348,15 @@ def test_polynomial_huge_degree_is_fast_cpp():
 # ----------------------------------------------------------------------------- Triton engine
 
 def _load_triton_engine():
-    name = "_gankernels_triton_engine_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "gankernels" / "triton_engine.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    from gankernels import triton_engine
+
+    return triton_engine
 
 
 def _load_triton_score():
-    pkg_name = "_gankernels_triton_score_under_test"
-    if pkg_name not in sys.modules:
-        pkg = types.ModuleType(pkg_name)
-        pkg.__path__ = [str(ROOT / "gankernels")]
-        sys.modules[pkg_name] = pkg
-    return importlib.import_module(pkg_name + ".triton_score")
+    from gankernels import triton_score
+
+    return triton_score
 
 
 def _triton():
@@ -436,9 +426,8 @@ def test_polynomial_huge_degree_is_fast_triton():
     env = dict(os.environ, TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET", "0"))
     dev = "cpu" if _INTERP else "cuda"
     out = _run_with_timeout(textwrap.dedent(f"""
-        import importlib.util, torch
-        spec = importlib.util.spec_from_file_location("te", {str(ROOT / "gankernels" / "triton_engine.py")!r})
-        te = importlib.util.module_from_spec(spec); spec.loader.exec_module(te)
+        import torch
+        from gankernels import triton_engine as te
         def SUM(x, y, n, c0):
             w = torch.ones(y.shape[0], 1, dtype=x.dtype, device={dev!r})
             return te.ksum(x.to({dev!r}), y.to({dev!r}), w, 6, [float(n), 1.0, c0])[0, 0].cpu()

@@ -1,14 +1,9 @@
-// Schemas of the gankernels ops and their CPU kernels.
+// CPU kernels of the four pairwise primitives (docs/ENGINE.md): ksum, ksum_backward, kflow, kflow_backward.
 //
-// The four pairwise primitives (docs/ENGINE.md) are defined here once; CPU
-// kernels run the tiled engine of engine.h, CUDA kernels are Triton launchers
-// registered from Python (gankernels/triton_engine.py) for the same schemas.
-// Fake (meta) kernels and autograd formulas are registered in Python
-// (gankernels/_ops.py), so each backward is itself a registered op.
-//
-// Inputs are copied once to contiguous fp32 (fp64 for fp64) -- O((N + M) D) --
-// and the outputs are cast back to the input dtype (tensor_utils.h).
-#include <torch/library.h>
+// Each checks its arguments (checks.h), copies the inputs once to contiguous fp32 (fp64 for fp64) --
+// O((N + M) D) -- shifts radial inputs by their common mean where that pays, runs the tiled engine of
+// engine.h and casts the outputs back to the input dtype.  Schemas: registration.cpp; fakes, autograd
+// and the CUDA (Triton) kernels: gankernels/_ops.py.
 
 #include <array>
 #include <cmath>
@@ -16,10 +11,10 @@
 
 #include "checks.h"
 #include "engine.h"
+#include "ops.h"
 #include "tensor_utils.h"
 
 namespace gankernels {
-namespace {
 
 struct Prepared {
   at::ScalarType acc;
@@ -242,31 +237,4 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
   return {gx.to(dt), gy.to(dt), gA.to(dt), gB.to(dt)};
 }
 
-}  // namespace
-
-TORCH_LIBRARY(gankernels, m) {
-  m.def("ksum(Tensor x, Tensor? y, Tensor w, int family, float[] params) -> Tensor");
-  m.def(
-      "ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family, float[] params, bool[3] output_mask) "
-      "-> (Tensor, Tensor, Tensor)");
-  m.def("kflow(Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params) -> Tensor");
-  m.def(
-      "kflow_backward(Tensor grad, Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params, "
-      "bool[4] output_mask) -> (Tensor, Tensor, Tensor, Tensor)");
-}
-
-TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
-  m.impl("ksum", &ksum_cpu);
-  m.impl("ksum_backward", &ksum_backward_cpu);
-  m.impl("kflow", &kflow_cpu);
-  m.impl("kflow_backward", &kflow_backward_cpu);
-}
-
 }  // namespace gankernels
-
-// Importing gankernels._C runs the registrations above; the module itself is empty.
-#include <Python.h>
-extern "C" PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
