@@ -1,18 +1,16 @@
-"""Registration glue for the pairwise primitives: fake kernels and autograd.
+"""Every op's Python-side registration, in one place: fake (meta) kernels for ``torch.compile``, autograd
+formulas, and the table of CUDA launchers (Triton).  Schemas and CPU kernels: ``csrc/registration.cpp``.
 
-The schemas and CPU kernels of ``gankernels::ksum``, ``ksum_backward``,
-``kflow`` and ``kflow_backward`` live in C++ (``csrc/ops.cpp``); the CUDA
-kernels are Triton launchers (``triton_engine.py``).  Here each op gets a
-fake (shape) kernel for ``torch.compile`` and an autograd formula whose
-backward calls another registered op, so that backward graphs are traceable,
-device-dispatched and differentiable once more:
+Each backward calls another registered op, so backward graphs are traceable, dispatched by device and,
+for the pairwise engine, differentiable once more:
 
-* ``ksum``            -> ``ksum_backward``
-* ``ksum_backward``   -> ``kflow_backward`` and ``ksum_backward`` (double backward)
-* ``kflow``           -> ``kflow_backward``
-* ``kflow_backward``  -> not differentiable (third order is not supported)
+* ``ksum`` -> ``ksum_backward`` -> ``kflow_backward`` / ``ksum_backward`` (double backward)
+* ``kflow`` -> ``kflow_backward`` (the Hessian-vector product; not differentiable: no third order)
+* ``smoothed_score`` -> ``smoothed_score_backward`` (first order only)
+* ``pulling_away`` -> ``pulling_away_backward`` (first order only)
+* the Langevin ops are sampling updates: not differentiable (``langevin_step_`` mutates x).
 
-The math of every op is in ``docs/ENGINE.md``.
+The math: ``docs/ENGINE.md`` (pairwise engine) and ``docs/MATH.md``.
 """
 from __future__ import annotations
 
@@ -167,12 +165,155 @@ torch.library.register_autograd(
 )
 
 
-def _register_cuda():
+# ============================================================================= score
+
+@torch.library.register_fake("gankernels::smoothed_score")
+def _smoothed_score_fake(x, y, w, sigma):
+    check_same_device(("x", x), ("y", y), ("weights", w))
+    return x.new_empty(x.shape), x.new_empty(x.shape[0], dtype=(torch.float64 if x.dtype == torch.float64 else torch.float32))
+
+
+@torch.library.register_fake("gankernels::smoothed_score_backward")
+def _smoothed_score_backward_fake(grad, x, y, w, sigma, score, lse, output_mask):
+    check_same_device(("x", x), ("grad", grad), ("y", y), ("weights", w), ("score", score), ("lse", lse))
+    gw = x.new_empty(0) if w is None else w.new_empty(w.shape)
+    return x.new_empty(x.shape), y.new_empty(y.shape), gw
+
+
+def _score_setup(ctx, inputs, output):
+    x, y, w, sigma = inputs
+    score, lse = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(x, y, w, score, lse)
+    ctx.sigma = sigma
+
+
+def _score_backward(ctx, g_score, g_lse):
+    x, y, w, score, lse = ctx.saved_tensors
+    nx, ny, nw = (bool(ctx.needs_input_grad[i]) for i in range(3))
+    nw = nw and w is not None
+    if g_score is None:
+        return None, None, None, None
+    gx, gy, gw = ops.smoothed_score_backward(g_score, x, y, w, ctx.sigma, score, lse, [nx, ny, nw])
+    return (gx if nx else None), (gy if ny else None), (gw if nw else None), None
+
+
+torch.library.register_autograd("gankernels::smoothed_score", _score_backward, setup_context=_score_setup)
+
+
+def _no_second_order(ctx, *grads):
+    raise NotImplementedError("gankernels: smoothed_score is differentiable once (no double backward)")
+
+
+torch.library.register_autograd(
+    "gankernels::smoothed_score_backward", _no_second_order, setup_context=lambda ctx, inputs, output: None
+)
+
+
+# ============================================================================= Langevin
+
+@torch.library.register_fake("gankernels::langevin_step")
+def _langevin_step_fake(x, drift, step_size, temperature, seed):
+    check_same_device(("x", x), ("drift", drift))
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("gankernels::langevin_step_")
+def _langevin_step_inplace_fake(x, drift, step_size, temperature, seed):
+    check_same_device(("x", x), ("drift", drift))
+    return None
+
+
+@torch.library.register_fake("gankernels::kernel_langevin")
+def _kernel_langevin_fake(x, centers, w, family, params, step_size, steps, temperature, seed):
+    check_family(family, params)
+    check_same_device(("x", x), ("centers", centers), ("w", w))
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("gankernels::kde_langevin")
+def _kde_langevin_fake(x, data, sigmas, steps_per_sigma, eps, seed):
+    check_same_device(("x", x), ("data", data))
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+# ============================================================================= pulling-away term
+
+@torch.library.register_fake("gankernels::pulling_away")
+def _pulling_away_fake(s, eps, algorithm):
+    return s.new_empty(())
+
+
+@torch.library.register_fake("gankernels::pulling_away_backward")
+def _pulling_away_backward_fake(grad, s, eps, algorithm):
+    check_same_device(("s", s), ("grad", grad))
+    return s.new_empty(s.shape)
+
+
+def _pulling_away_setup(ctx, inputs, output):
+    s, eps, algorithm = inputs
+    ctx.save_for_backward(s)
+    ctx.eps, ctx.algorithm = eps, algorithm
+
+
+def _pulling_away_backward(ctx, grad):
+    (s,) = ctx.saved_tensors
+    if not ctx.needs_input_grad[0]:
+        return None, None, None
+    # the incoming gradient is a scalar: bring it to the codes' device (a CPU scalar for CUDA codes is common)
+    grad = grad.to(s.device)
+    return torch.ops.gankernels.pulling_away_backward(grad, s, ctx.eps, ctx.algorithm), None, None
+
+
+torch.library.register_autograd("gankernels::pulling_away", _pulling_away_backward, setup_context=_pulling_away_setup)
+
+
+def _pulling_away_backward_setup(ctx, inputs, output):
+    pass
+
+
+def _pulling_away_no_double_backward(ctx, grad):
+    raise NotImplementedError("gankernels: pulling_away supports first-order gradients only "
+                              "(pulling_away_backward is not differentiable)")
+
+
+torch.library.register_autograd("gankernels::pulling_away_backward", _pulling_away_no_double_backward,
+                                setup_context=_pulling_away_backward_setup)
+
+
+# ============================================================================= CUDA kernels
+
+# op -> (Triton module, launcher): every CUDA kernel of the library, registered once at import.
+CUDA_LAUNCHERS = {
+    "ksum": ("triton_engine", "ksum"),
+    "ksum_backward": ("triton_engine", "ksum_backward"),
+    "kflow": ("triton_engine", "kflow"),
+    "kflow_backward": ("triton_engine", "kflow_backward"),
+    "smoothed_score": ("triton_score", "smoothed_score"),
+    "smoothed_score_backward": ("triton_score", "smoothed_score_backward"),
+    "langevin_step": ("triton_score", "langevin_step"),
+    "langevin_step_": ("triton_score", "langevin_step_"),
+    "kernel_langevin": ("triton_score", "kernel_langevin"),
+    "kde_langevin": ("triton_score", "kde_langevin"),
+    "pulling_away": ("triton_pulling_away", "pulling_away"),
+    "pulling_away_backward": ("triton_pulling_away", "pulling_away_backward"),
+}
+
+
+def _register_cuda() -> bool:
+    """Register the Triton launchers as the CUDA kernels of the ops (False where triton is missing)."""
+    import importlib
+
     try:
-        from . import triton_engine
-    except ImportError:  # triton missing or module not present: CPU only
-        return
-    triton_engine.register_cuda_kernels()
+        modules = {name: importlib.import_module(f".{name}", __package__)
+                   for name in {m for m, _ in CUDA_LAUNCHERS.values()}}
+    except ImportError:  # triton missing: CPU only
+        return False
+    if not all(getattr(m, "HAS_TRITON", True) for m in modules.values()):
+        return False
+    for op_name, (module, launcher) in CUDA_LAUNCHERS.items():
+        torch.library.register_kernel(f"gankernels::{op_name}", "cuda", getattr(modules[module], launcher))
+    return True
 
 
-_register_cuda()
+HAS_CUDA_KERNELS = _register_cuda()

@@ -32,8 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import _ops  # noqa: F401
-from ._checks import check_family, check_same_device
+from . import _ops  # noqa: F401  (the extension and every registration)
 from .kernels import Kernel
 from .pairwise import _check_kernel, _check_pair, _check_points, _encode
 from .score import check_positive as _positive, check_sigma
@@ -44,31 +43,6 @@ __all__ = [
 ]
 
 ops = torch.ops.gankernels
-
-
-@torch.library.register_fake("gankernels::langevin_step")
-def _langevin_step_fake(x, drift, step_size, temperature, seed):
-    check_same_device(("x", x), ("drift", drift))
-    return torch.empty_like(x)
-
-
-@torch.library.register_fake("gankernels::langevin_step_")
-def _langevin_step_inplace_fake(x, drift, step_size, temperature, seed):
-    check_same_device(("x", x), ("drift", drift))
-    return None
-
-
-@torch.library.register_fake("gankernels::kernel_langevin")
-def _kernel_langevin_fake(x, centers, w, family, params, step_size, steps, temperature, seed):
-    check_family(family, params)
-    check_same_device(("x", x), ("centers", centers), ("w", w))
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-@torch.library.register_fake("gankernels::kde_langevin")
-def _kde_langevin_fake(x, data, sigmas, steps_per_sigma, eps, seed):
-    check_same_device(("x", x), ("data", data))
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def draw_seed(generator: Optional[torch.Generator] = None) -> int:

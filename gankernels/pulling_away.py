@@ -77,8 +77,7 @@ import numbers
 
 import torch
 
-from . import _ops  # noqa: F401  (loads the C++ extension: schemas and CPU kernels)
-from ._checks import check_same_device
+from . import _ops  # noqa: F401  (the extension and every registration)
 from .pairwise import _check_points
 
 __all__ = ["pulling_away", "choose_algorithm", "ALGORITHMS"]
@@ -124,58 +123,3 @@ def pulling_away(s: torch.Tensor, eps: float = 1e-8, algorithm: str = "auto") ->
     if n < 2:
         raise ValueError(f"pulling_away needs at least 2 rows in s, got shape {tuple(s.shape)}")
     return torch.ops.gankernels.pulling_away(s, _check_eps(eps), _algorithm_code(algorithm, n, d))
-
-
-# ----------------------------------------------------------------------------- registrations
-
-@torch.library.register_fake("gankernels::pulling_away")
-def _pulling_away_fake(s, eps, algorithm):
-    return s.new_empty(())
-
-
-@torch.library.register_fake("gankernels::pulling_away_backward")
-def _pulling_away_backward_fake(grad, s, eps, algorithm):
-    check_same_device(("s", s), ("grad", grad))
-    return s.new_empty(s.shape)
-
-
-def _setup(ctx, inputs, output):
-    s, eps, algorithm = inputs
-    ctx.save_for_backward(s)
-    ctx.eps, ctx.algorithm = eps, algorithm
-
-
-def _backward(ctx, grad):
-    (s,) = ctx.saved_tensors
-    if not ctx.needs_input_grad[0]:
-        return None, None, None
-    # the incoming gradient is a scalar: bring it to the codes' device (a CPU scalar for CUDA codes is common)
-    grad = grad.to(s.device)
-    return torch.ops.gankernels.pulling_away_backward(grad, s, ctx.eps, ctx.algorithm), None, None
-
-
-torch.library.register_autograd("gankernels::pulling_away", _backward, setup_context=_setup)
-
-
-def _backward_setup(ctx, inputs, output):
-    pass
-
-
-def _no_double_backward(ctx, grad):
-    raise NotImplementedError("gankernels: pulling_away supports first-order gradients only "
-                              "(pulling_away_backward is not differentiable)")
-
-
-torch.library.register_autograd("gankernels::pulling_away_backward", _no_double_backward,
-                                setup_context=_backward_setup)
-
-
-def _register_cuda():
-    try:
-        from . import triton_pulling_away
-    except ImportError:  # triton missing: CPU only
-        return
-    triton_pulling_away.register_cuda_kernels()
-
-
-_register_cuda()

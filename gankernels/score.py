@@ -32,56 +32,12 @@ from typing import Optional
 
 import torch
 
-from . import _ops  # noqa: F401  (loads gankernels._C and the pairwise registrations)
-from ._checks import check_same_device
+from . import _ops  # noqa: F401  (the extension and every registration)
 from .pairwise import _acc_dtype, _check_pair
 
 __all__ = ["smoothed_score"]
 
 ops = torch.ops.gankernels
-
-
-@torch.library.register_fake("gankernels::smoothed_score")
-def _smoothed_score_fake(x, y, w, sigma):
-    check_same_device(("x", x), ("y", y), ("weights", w))
-    return x.new_empty(x.shape), x.new_empty(x.shape[0], dtype=_acc_dtype(x))
-
-
-@torch.library.register_fake("gankernels::smoothed_score_backward")
-def _smoothed_score_backward_fake(grad, x, y, w, sigma, score, lse, output_mask):
-    check_same_device(("x", x), ("grad", grad), ("y", y), ("weights", w), ("score", score), ("lse", lse))
-    gw = x.new_empty(0) if w is None else w.new_empty(w.shape)
-    return x.new_empty(x.shape), y.new_empty(y.shape), gw
-
-
-def _setup(ctx, inputs, output):
-    x, y, w, sigma = inputs
-    score, lse = output
-    ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(x, y, w, score, lse)
-    ctx.sigma = sigma
-
-
-def _backward(ctx, g_score, g_lse):
-    x, y, w, score, lse = ctx.saved_tensors
-    nx, ny, nw = (bool(ctx.needs_input_grad[i]) for i in range(3))
-    nw = nw and w is not None
-    if g_score is None:
-        return None, None, None, None
-    gx, gy, gw = ops.smoothed_score_backward(g_score, x, y, w, ctx.sigma, score, lse, [nx, ny, nw])
-    return (gx if nx else None), (gy if ny else None), (gw if nw else None), None
-
-
-torch.library.register_autograd("gankernels::smoothed_score", _backward, setup_context=_setup)
-
-
-def _no_second_order(ctx, *grads):
-    raise NotImplementedError("gankernels: smoothed_score is differentiable once (no double backward)")
-
-
-torch.library.register_autograd(
-    "gankernels::smoothed_score_backward", _no_second_order, setup_context=lambda ctx, inputs, output: None
-)
 
 
 def check_positive(value, name: str, allow_zero: bool = False) -> float:
@@ -140,15 +96,3 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     w = _check_weights(weights, y)
     score, _ = ops.smoothed_score(x, y, w, sigma)
     return score
-
-
-def _register_cuda():
-    """CUDA kernels (Triton) of the score and Langevin ops, whose schemas csrc/score.cpp defines."""
-    try:
-        from . import triton_score
-    except ImportError:  # triton missing: CPU only
-        return
-    triton_score.register_cuda_kernels()
-
-
-_register_cuda()

@@ -97,7 +97,7 @@ except Exception:  # pragma: no cover - depends on the environment
     tl = None
     HAS_TRITON = False
 
-__all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "register_cuda_kernels", "HAS_TRITON"]
+__all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "HAS_TRITON"]
 
 # the family codes are defined once, in kernels.py; the kernels compare FAMILY with these constexprs
 from .kernels import (  # noqa: E402
@@ -901,22 +901,3 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
 # ----------------------------------------------------------------------------
 # Registration
 # ----------------------------------------------------------------------------
-_REGISTERED = False
-
-
-def register_cuda_kernels() -> bool:
-    """Register the four functions as the CUDA kernels of the ``gankernels`` ops.
-
-    The schemas are defined by the C++ extension, which must be loaded first.
-    Returns False (and does nothing) when triton is not importable.  Idempotent.
-    """
-    global _REGISTERED
-    if not HAS_TRITON:
-        return False
-    if _REGISTERED:
-        return True
-    for name, fn in (("ksum", ksum), ("ksum_backward", ksum_backward), ("kflow", kflow),
-                     ("kflow_backward", kflow_backward)):
-        torch.library.register_kernel(f"gankernels::{name}", "cuda", fn)
-    _REGISTERED = True
-    return True

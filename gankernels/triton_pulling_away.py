@@ -48,7 +48,7 @@ from . import _checks
 from .triton_engine import HAS_TRITON, _interpreting, _pow2, _rows, _rs, tl, triton
 from .triton_utils import device_constants, on_input_device, precision_of_fp32_contractions
 
-__all__ = ["pulling_away", "pulling_away_backward", "register_cuda_kernels"]
+__all__ = ["pulling_away", "pulling_away_backward"]
 
 GRAM, COVARIANCE = 0, 1
 _TARGET_PROGRAMS = 512  # covariance: programs to aim for (D-tile pairs x row splits)
@@ -306,22 +306,3 @@ def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algor
         DIAG=algorithm == COVARIANCE, ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=cfg.oblock(d),
         num_warps=cfg.warps)
     return out
-
-
-_REGISTERED = False
-
-
-def register_cuda_kernels() -> bool:
-    """Register the launchers as the CUDA kernels of ``gankernels::pulling_away`` and its backward.
-
-    The schemas come from the C++ extension (load it first).  False (and nothing done)
-    without triton.  Idempotent.
-    """
-    global _REGISTERED
-    if not HAS_TRITON:
-        return False
-    if not _REGISTERED:
-        torch.library.register_kernel("gankernels::pulling_away", "cuda", pulling_away)
-        torch.library.register_kernel("gankernels::pulling_away_backward", "cuda", pulling_away_backward)
-        _REGISTERED = True
-    return True

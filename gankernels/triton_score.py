@@ -93,7 +93,7 @@ if HAS_TRITON:
 
 __all__ = [
     "smoothed_score", "smoothed_score_backward", "langevin_step", "langevin_step_", "kernel_langevin",
-    "kde_langevin", "register_cuda_kernels",
+    "kde_langevin",
 ]
 
 
@@ -599,23 +599,3 @@ def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], s
 # ----------------------------------------------------------------------------
 # Registration
 # ----------------------------------------------------------------------------
-_REGISTERED = False
-
-
-def register_cuda_kernels() -> bool:
-    """Register the six functions as the CUDA kernels of the ``gankernels`` score / Langevin ops.
-
-    The schemas are defined by the C++ extension (``csrc/score.cpp``), which must be loaded first.
-    Returns False (and does nothing) when triton is not importable.  Idempotent.
-    """
-    global _REGISTERED
-    if not HAS_TRITON:
-        return False
-    if _REGISTERED:
-        return True
-    for name, fn in (("smoothed_score", smoothed_score), ("smoothed_score_backward", smoothed_score_backward),
-                     ("langevin_step", langevin_step), ("langevin_step_", langevin_step_),
-                     ("kernel_langevin", kernel_langevin), ("kde_langevin", kde_langevin)):
-        torch.library.register_kernel(f"gankernels::{name}", "cuda", fn)
-    _REGISTERED = True
-    return True
