@@ -127,6 +127,10 @@ class Kernel:
         """(family code, flat params) for inputs of dimension ``dim``."""
         raise NotImplementedError
 
+    def at_zero(self) -> float:
+        """phi(0) = k(a, a) of a radial kernel (the diagonal the unbiased MMD^2 drops)."""
+        raise TypeError(f"not a radial kernel: {self!r}")
+
 
 @dataclass(frozen=True)
 class Gaussian(Kernel):
@@ -146,6 +150,9 @@ class Gaussian(Kernel):
     def encode(self, dim):
         return self.family, self.sigmas
 
+    def at_zero(self):
+        return float(len(self.sigmas))
+
 
 @dataclass(frozen=True)
 class RationalQuadratic(Kernel):
@@ -161,6 +168,9 @@ class RationalQuadratic(Kernel):
 
     def encode(self, dim):
         return self.family, (self.lengthscale,) + self.alphas
+
+    def at_zero(self):
+        return float(len(self.alphas))
 
 
 @dataclass(frozen=True)
@@ -178,6 +188,9 @@ class InverseMultiquadric(Kernel):
     def encode(self, dim):
         return self.family, (self.beta,) + self.scales
 
+    def at_zero(self):
+        return float(sum(c ** (2.0 * self.beta) for c in self.scales))
+
 
 @dataclass(frozen=True)
 class Laplacian(Kernel):
@@ -192,6 +205,9 @@ class Laplacian(Kernel):
     def encode(self, dim):
         return self.family, self.sigmas
 
+    def at_zero(self):
+        return float(len(self.sigmas))
+
 
 @dataclass(frozen=True)
 class Energy(Kernel):
@@ -201,6 +217,9 @@ class Energy(Kernel):
 
     def encode(self, dim):
         return self.family, ()
+
+    def at_zero(self):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -226,6 +245,11 @@ class Polyharmonic(Kernel):
 
     def encode(self, dim):
         return self.family, (float(self.k), self.eps)
+
+    def at_zero(self):
+        if self.eps == 0.0:
+            return 0.0
+        return self.eps ** self.k * (math.log(self.eps) if self.k % 2 == 0 else 1.0)
 
 
 # Largest Polynomial degree: the degree reaches the engines exactly as a float parameter (integers up to

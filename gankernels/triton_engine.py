@@ -278,6 +278,12 @@ if HAS_TRITON:
         return f0, f1, f2
 
     @triton.jit
+    def _span(start, BLOCK: tl.constexpr, N):
+        """Row indices start .. start + BLOCK - 1 (int64: offsets of large inputs) and their in-range mask."""
+        idx = (start + tl.arange(0, BLOCK)).to(tl.int64)
+        return idx, idx < N
+
+    @triton.jit
     def _distance_dot(a, b, PREC: tl.constexpr):
         """a @ b for squared distances: never plain TF32 (its ~1e-3 relative error on |a|^2 + |b|^2 would
         swamp small distances); where the user allows TF32, 3xTF32 keeps about fp32 accuracy on tensor cores."""
@@ -340,15 +346,13 @@ if HAS_TRITON:
         FLOW=True:  OUT[r, o] = sum_q (RC_r . QC_q) grad_1 k(R_r, Q_q)_o  (o < NO = D)"""
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
-        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
-        mi = ri < NR
+        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, NR)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < NO
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         rsum = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, NQ, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < NQ
+            rj, mj = _span(j0, BLOCK_J, NQ)
             z = _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL, SELF, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             if FLOW:
                 p = _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_C)
@@ -389,8 +393,7 @@ if HAS_TRITON:
         """
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
-        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
-        mi = ri < NR
+        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, NR)
         rod = pid_o * BLOCK_OD + tl.arange(0, BLOCK_OD)
         mod = rod < D
         roc = pid_o * BLOCK_OC + tl.arange(0, BLOCK_OC)
@@ -401,8 +404,7 @@ if HAS_TRITON:
         rs_c = tl.zeros([BLOCK_I], ACC)
         rs_d = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, NQ, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < NQ
+            rj, mj = _span(j0, BLOCK_J, NQ)
             xy = tl.zeros([BLOCK_I, BLOCK_J], ACC)
             hd = tl.zeros([BLOCK_I, BLOCK_J], ACC)  # h . (other point)
             rn = tl.zeros([BLOCK_I], ACC)

@@ -46,6 +46,8 @@ import torch
 
 from . import _checks
 from .triton_engine import HAS_TRITON, _interpreting, _pow2, _rows, _rs, tl, triton
+if HAS_TRITON:
+    from .triton_engine import _span
 from .triton_utils import device_constants, on_input_device, precision_of_fp32_contractions
 
 __all__ = ["pulling_away", "pulling_away_backward"]
@@ -90,13 +92,11 @@ if HAS_TRITON:
     def _gram_fwd_kernel(S, INV, PART, N, D, s_s,
                          ACC: tl.constexpr, PREC_RAW: tl.constexpr, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
         pid = tl.program_id(0)
-        ri = (pid * BLOCK + tl.arange(0, BLOCK)).to(tl.int64)
-        mi = ri < N
+        ri, mi = _span(pid * BLOCK, BLOCK, N)
         inv_i = tl.load(INV + ri, mask=mi, other=0.0)
         acc = tl.zeros([BLOCK], ACC)
         for j0 in range(pid * BLOCK, N, BLOCK):
-            rj = (j0 + tl.arange(0, BLOCK)).to(tl.int64)
-            mj = rj < N
+            rj, mj = _span(j0, BLOCK, N)
             p = _raw_dots(S, ri, rj, mi, mj, D, s_s, ACC, PREC_RAW, BLOCK, BLOCK, BLOCK_D)
             inv_j = tl.load(INV + rj, mask=mj, other=0.0)
             p = p * inv_i[:, None] * inv_j[None, :]
@@ -116,8 +116,7 @@ if HAS_TRITON:
         inv_i = tl.load(INV + ri, mask=mi, other=0.0)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         for j0 in range(0, N, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < N
+            rj, mj = _span(j0, BLOCK_J, N)
             p = _raw_dots(S, ri, rj, mi, mj, D, s_s, ACC, PREC_RAW, BLOCK_I, BLOCK_J, BLOCK_D)
             inv_j = tl.load(INV + rj, mask=mj, other=0.0)
             # (sh_i . sh_j) / max(|s_j|, eps): against the raw s_j it gives (sh_i . sh_j) sh_j
@@ -140,8 +139,7 @@ if HAS_TRITON:
         r_end = tl.minimum(N, r_start + rows_per)
         acc = tl.zeros([BLOCK_A, BLOCK_B], ACC)
         for r0 in range(r_start, r_end, BLOCK_N):
-            rn = (r0 + tl.arange(0, BLOCK_N)).to(tl.int64)
-            mn = rn < r_end
+            rn, mn = _span(r0, BLOCK_N, r_end)
             w = tl.load(INV + rn, mask=mn, other=0.0)
             at = tl.load(S + rn[None, :] * s_s + ra[:, None], mask=ma[:, None] & mn[None, :], other=0.0)
             b = tl.load(S + rn[:, None] * s_s + rb[None, :], mask=mn[:, None] & mb[None, :], other=0.0)

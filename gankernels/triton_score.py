@@ -89,7 +89,7 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from .triton_engine import _phi, _tile_p, _tile_z
+    from .triton_engine import _phi, _span, _tile_p, _tile_z
 
 __all__ = [
     "smoothed_score", "smoothed_score_backward", "langevin_step", "langevin_step_", "kernel_langevin",
@@ -153,16 +153,14 @@ if HAS_TRITON:
         eb = tl.load(SC + 4)
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
-        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
-        mi = ri < N
+        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < D
         m = tl.full([BLOCK_I], float("-inf"), ACC)  # running max of the logits
         l = tl.zeros([BLOCK_I], ACC)                # running sum of exp(logit - m)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)     # running sum of exp(logit - m) y_j
         for j0 in range(0, M, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < M
+            rj, mj = _span(j0, BLOCK_J, M)
             z = _tile_z(X, Y, ri, rj, mi, mj, D, s_x, s_y, True, False, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             logit = -((z * ea) * eb)  # z = 0: exactly 0 even where 1 / 2 sigma^2 overflows
             if HAS_W:
@@ -221,14 +219,12 @@ if HAS_TRITON:
         eb = tl.load(SC + 3)
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
-        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
-        mi = ri < N
+        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < D
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         for j0 in range(0, M, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < M
+            rj, mj = _span(j0, BLOCK_J, M)
             _p, c, _cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, ea, eb,
                                      HAS_W, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             v = tl.load(Y + rj[:, None] * s_y + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
@@ -253,8 +249,7 @@ if HAS_TRITON:
         inv_s2 = tl.load(SC + 1)
         pid_j = tl.program_id(0)
         pid_o = tl.program_id(1)
-        rj = (pid_j * BLOCK_J + tl.arange(0, BLOCK_J)).to(tl.int64)
-        mj = rj < M
+        rj, mj = _span(pid_j * BLOCK_J, BLOCK_J, M)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < D
         acc_p = tl.zeros([BLOCK_J, BLOCK_O], ACC)  # sum_i p_ij g_i
@@ -262,8 +257,7 @@ if HAS_TRITON:
         csum = tl.zeros([BLOCK_J], ACC)
         wsum = tl.zeros([BLOCK_J], ACC)
         for i0 in range(0, N, BLOCK_I):
-            ri = (i0 + tl.arange(0, BLOCK_I)).to(tl.int64)
-            mi = ri < N
+            ri, mi = _span(i0, BLOCK_I, N)
             p, c, cq = _score_tile(X, Y, G, W, LSE, GBAR, ri, rj, mi, mj, D, s_x, s_y, s_g, ea, eb,
                                    HAS_W, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             if NEED_Y:
@@ -295,15 +289,13 @@ if HAS_TRITON:
         flow_i = sum_j w_j grad_1 k(x_i, c_j) (radial: 2 sum_j w_j phi'(z_ij) (x_i - c_j)); SC = [eta, scale]."""
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
-        ri = (pid_i * BLOCK_I + tl.arange(0, BLOCK_I)).to(tl.int64)
-        mi = ri < N
+        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < D
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         rsum = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, M, BLOCK_J):
-            rj = (j0 + tl.arange(0, BLOCK_J)).to(tl.int64)
-            mj = rj < M
+            rj, mj = _span(j0, BLOCK_J, M)
             z = _tile_z(X, C, ri, rj, mi, mj, D, s_x, s_c, RADIAL, False, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
             _f0, f1, _f2 = _phi(z, P, NP, IP, FAMILY, False, True, False)
             w = tl.load(W + rj, mask=mj, other=0.0)
