@@ -281,7 +281,7 @@ def test_fgan_every_divergence_steps(name, tmp_path):
     ctx = Context(data, 64, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
     for _ in range(2):
         logs = recipe.step(ctx)
-    assert set(logs) == {"loss_d", "loss_g"} and all(math.isfinite(v) for v in logs.values())
+    assert set(logs) == {"loss_d", "loss_g", "gp"} and all(math.isfinite(v) for v in logs.values())
 
 
 def test_alpha_gan_encoder_gets_only_reconstruction_and_code_terms(monkeypatch):
