@@ -26,7 +26,7 @@ RECIPE_FLAGS = {
 # flags of earlier versions: each gives a one-line error that says what to use instead
 REMOVED_FLAGS = {
     "eta": "--eta is gone: the generator loss 1/2 |G(z) - sg[G(z) + eta drift]|^2 only scaled its gradient by eta, "
-           "which Adam divides out (the runs were the same); the step size is --lr",
+           "which Adam divides out (the runs were the same up to Adam's epsilon); the step size is --lr",
     "n_critic": "--n-critic is now --d-steps (critic steps per generator step, every recipe with a critic)",
 }
 RUN_FLAGS = ("recipe", "data", "batch", "device", "seed", "lr", "hidden", "z_dim", "eval_every", "ckpt_every")
@@ -147,7 +147,7 @@ def _sample(args) -> int:
     print(to_json({"samples": "generator", **res["metrics"]}))
     x = res["samples"]
     if args.refine:
-        print(to_json({"samples": args.refine, **res["refined_metrics"]}))
+        print(to_json({"samples": args.refine, "temperature": temperature, **res["refined_metrics"]}))
         x = res["refined"]
     stem = os.path.splitext(args.save)[0] if args.save else os.path.join(args.run, picture[:-len(".png")])
     if picture:
