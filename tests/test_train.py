@@ -746,6 +746,7 @@ def test_d_steps_per_recipe_and_recorded_in_the_report(tmp_path):
             assert count[0] == (given or default), (recipe, given, count[0])
     r, _ = _recipe("wgan-gp", {})
     assert r.betas == (0.0, 0.9) and r.lr == 1e-4                       # Gulrajani et al., Algorithm 1
+    assert _recipe("fgan", {"divergence": "pearson"})[0].lr == 2e-4 and _recipe("fgan", {})[0].lr == 1e-3
     with pytest.raises(ConfigError, match="--d-steps: not an option of recipe 'flow-gan'"):
         _recipe("flow-gan", {"d_steps": 2})
     out = tmp_path / "run"
