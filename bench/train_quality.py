@@ -3,7 +3,8 @@
     python -m bench.train_quality [--steps 3000] [--batch 512] [--seed 0] [--data ring8 grid25 digits]
                                   [--recipes ...] [--refine] [--out runs/quality]
 
-Trains every recipe (with its defaults) for the same number of steps and batch
+Trains every recipe (with its defaults; fgan once per divergence, ``fgan:kl`` etc.)
+for the same number of steps and batch
 on each dataset, then evaluates 2,500 samples against the held-out data: modes
 covered, % high quality and the KL of the mode histogram to uniform (ring8,
 grid25), exact KID (every dataset), class coverage (digits).  ``--refine`` also
