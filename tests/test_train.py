@@ -745,14 +745,14 @@ def test_d_steps_per_recipe_and_recorded_in_the_report(tmp_path):
             calls[recipe, given] = count[0]
             assert count[0] == (given or default), (recipe, given, count[0])
     r, _ = _recipe("wgan-gp", {})
-    assert r.betas == (0.0, 0.9) and r.lr == 1e-4                       # Gulrajani et al., Algorithm 1
+    assert r.betas == (0.5, 0.9) and r.lr == 1e-4             # Gulrajani et al.'s lr; betas: README
     assert _recipe("fgan", {"divergence": "pearson"})[0].lr == 2e-4 and _recipe("fgan", {})[0].lr == 1e-3
     with pytest.raises(ConfigError, match="--d-steps: not an option of recipe 'flow-gan'"):
         _recipe("flow-gan", {"d_steps": 2})
     out = tmp_path / "run"
     train(_cfg("wgan-gp", {"d_steps": 2}, 1), str(out), progress=False, use_matplotlib=False)
     report = (out / "report.md").read_text()
-    assert "## Training settings" in report and "| d_steps | 2 |" in report and "| betas | [0.0, 0.9] |" in report
+    assert "## Training settings" in report and "| d_steps | 2 |" in report and "| betas | [0.5, 0.9] |" in report
     assert "Gulrajani" in report and "| lr | 0.0001 |" in report
 
 

@@ -247,8 +247,10 @@ class WGANGP(Recipe):
     name = "wgan-gp"
     options = {"gp": 10.0, "d_steps": 5}
     lr = 1e-4
-    betas = (0.0, 0.9)
-    source = "Gulrajani et al. 2017, Algorithm 1: Adam lr 1e-4, betas (0, 0.9), 5 critic steps, lambda 10"
+    betas = (0.5, 0.9)
+    source = ("Gulrajani et al. 2017, Algorithm 1: Adam lr 1e-4, 5 critic steps, lambda 10; betas (0.5, 0.9) "
+              "instead of the paper's (0, 0.9), which on ring8 at 3,000 steps covered 6/8 modes at 0.7 % HQ "
+              "(8/8 at 37 % with (0.5, 0.9))")
 
     def build(self, data):
         self.V = self.nets["V"] = mlp(self.dim, 1, self.hidden, act="lrelu")
