@@ -1,9 +1,10 @@
-"""Quality table of the gankernels.train recipes after a fixed CPU budget (SPEC §6 metrics).
+"""Quality table of the gankernels.train recipes after a fixed CPU budget (docs/MATH.md §6 metrics).
 
     python -m bench.train_quality [--steps 3000] [--batch 512] [--seed 0] [--data ring8 grid25 digits]
                                   [--recipes ...] [--refine] [--out runs/quality]
 
-Trains every recipe (with its defaults) for the same number of steps and batch
+Trains every recipe (with its defaults; fgan once per divergence, ``fgan:kl`` etc.)
+for the same number of steps and batch
 on each dataset, then evaluates 2,500 samples against the held-out data: modes
 covered, % high quality and the KL of the mode histogram to uniform (ring8,
 grid25), exact KID (every dataset), class coverage (digits).  ``--refine`` also
@@ -26,8 +27,10 @@ import time
 import torch
 
 from gankernels.train import RECIPES, ConfigError, RunConfig, sample, train
+from gankernels.train.losses import DIVERGENCES
 
 REFINE_STEPS = 100
+DEFAULT_RECIPES = [f"fgan:{d}" for d in DIVERGENCES] + [r for r in RECIPES if r != "fgan"]
 
 
 def _pct(v):
@@ -46,17 +49,25 @@ def _refine(out: str, seed: int):
     return res
 
 
-def run_one(recipe: str, data: str, args) -> dict:
-    out = os.path.join(args.out, data, recipe)
+def _split(name: str):
+    """'fgan:kl' -> ('fgan', {'divergence': 'kl'}); other names -> (name, {})."""
+    recipe, _, div = name.partition(":")
+    return recipe, ({"divergence": div} if div else {})
+
+
+def run_one(name: str, data: str, args) -> dict:
+    recipe, options = _split(name)
+    out = os.path.join(args.out, data, name.replace(":", "-"))
     shutil.rmtree(out, ignore_errors=True)
     cfg = RunConfig(recipe=recipe, data=data, batch=args.batch, steps=args.steps, seed=args.seed,
-                    eval_every=args.steps)
+                    eval_every=args.steps, options=options)
     t0 = time.perf_counter()
     try:
         metrics = train(cfg, out, progress=False)
     except ConfigError as exc:
-        return {"recipe": recipe, "data": data, "error": str(exc)}
-    row = {"recipe": recipe, "data": data, "seed": args.seed, "steps": args.steps, "batch": args.batch,
+        return {"recipe": name, "data": data, "error": str(exc)}
+    finite = all(math.isfinite(v) for k, v in metrics.items() if k.startswith("loss") and isinstance(v, float))
+    row = {"recipe": name, "data": data, "finite_losses": finite, "seed": args.seed, "steps": args.steps, "batch": args.batch,
            "train_s": round(time.perf_counter() - t0, 1), **metrics}
     if args.refine and data != "digits":
         row["refined"] = _refine(out, args.seed)
@@ -87,7 +98,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", nargs="+", default=["ring8", "grid25"])
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
+    ap.add_argument("--recipes", nargs="+", default=DEFAULT_RECIPES,
+                    help="recipe names; fgan:DIVERGENCE for one f-divergence (default: every recipe and "
+                    "every divergence)")
     ap.add_argument("--refine", action="store_true", help="also measure Langevin refinement (% HQ)")
     ap.add_argument("--out", default="runs/quality")
     ap.add_argument("--json", default="bench/results_train_quality.json")

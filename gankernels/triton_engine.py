@@ -553,7 +553,7 @@ def _pow_steep_params(lim: _Lim, beta: float, s: float, log_s: float, inv_root: 
 def _kernel_params(family: int, params: Sequence[float], dtype=torch.float32) -> Tuple[List[float], int, int]:
     """(derived constants for ``_phi``, mixture count NP, integer parameter IP), folded in fp64 for ``dtype``.
 
-    Extreme but valid parameters (issue 13) follow the C++ engine (csrc/families.h): a coefficient that
+    Extreme but valid parameters follow the C++ engine (csrc/families.h): a coefficient that
     overflows the dtype is split as a (b z) with a b = u, phi'(0) / phi''(0) that would overflow are 0 (they
     only multiply x_i - y_j = 0), and RationalQuadratic / InverseMultiquadric components whose scale leaves
     [2^-e, 2^e] (e = 42 fp32, 341 fp64) take ``_pow_steep``.

@@ -380,7 +380,7 @@ def _split(u: float, root: float, cfg: _Cfg) -> Tuple[float, float]:
 
 
 def _sigma_scalars(sigma: float, cfg: _Cfg) -> Tuple[float, float, float, float]:
-    """(ea, eb, sa, sb): 1 / 2 sigma^2 = ea eb and 1 / sigma^2 = sa sb, folded in fp64 (issue 13): a tiny sigma
+    """(ea, eb, sa, sb): 1 / 2 sigma^2 = ea eb and 1 / sigma^2 = sa sb, folded in fp64: a tiny sigma
     whose coefficients overflow the dtype gives a logit of exactly 0 at z = 0 and a score of 0 where ybar = x."""
     s2 = sigma * sigma
     ea, eb = _split(0.5 / s2 if s2 > 0 else math.inf, math.sqrt(0.5) / sigma, cfg)

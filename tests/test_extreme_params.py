@@ -1,4 +1,4 @@
-"""Extreme but valid kernel parameters and exact polynomial degrees (issue 13, items 3 and 4).
+"""Extreme but valid kernel parameters and exact polynomial degrees.
 
 Both engines are checked: the C++ CPU engine through the public API, and the
 Triton engine (``-m triton``, ``TRITON_INTERPRET=1`` on CPU) through its op

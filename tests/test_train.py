@@ -1,4 +1,4 @@
-"""gankernels.train: loss math (SPEC §5), metrics (SPEC §6), recipes, checkpoints, CLI errors.
+"""gankernels.train: loss math (docs/MATH.md §5), metrics (docs/MATH.md §6), recipes, checkpoints, CLI errors.
 
 * Loss math against independent facts: every f-GAN conjugate of the table against a
   numerical Fenchel conjugate sup_u (u t - f(u)) of its generator f; the GAN and KL
@@ -8,8 +8,14 @@
   resumed reaches bitwise the same weights as the uninterrupted run (same seed, CPU).
 * Bad input (unknown recipe / divergence, wrong data file, corrupt, tampered or missing
   checkpoint, bad sample flags): a ConfigError / one-line CLI error, and no file is changed.
-* Files (issue 13): a run never writes over a file it did not create; a killed and resumed
+* Files: a run never writes over a file it did not create; a killed and resumed
   run writes the same metrics.jsonl as the uninterrupted one; metrics.jsonl is strict JSON.
+* Issue 17: the f-GAN critic penalty keeps a kl critic bounded where the free one runs away;
+  every divergence's defaults give finite, non-frozen training (smoke; the 3,000-step check is
+  bench/train_quality.py); --d-steps per recipe and the settings in report.md; --eta and
+  --n-critic are one-line errors; every flow-gan kernel pulls toward the data; score-GAN leaves
+  each sample out of its own density; KID of point data is scale free; refine is Langevin with
+  moving fake centres.
 Shapes are tiny (batch 64, width 32) so the whole file runs in seconds.
 """
 from __future__ import annotations
@@ -35,7 +41,7 @@ from gankernels.train.picture import render, write_png
 
 F64 = torch.float64
 
-# ----------------------------------------------------------------------------- f-GAN table (SPEC §5)
+# ----------------------------------------------------------------------------- f-GAN table (docs/MATH.md §5)
 
 # the generator functions f of each divergence (Nowozin et al., Table 1): independent of the conjugates
 F_GENERATORS = {
@@ -137,13 +143,13 @@ def test_gradient_penalty_of_a_linear_critic():
 def test_follow_loss_moves_along_the_drift():
     x = torch.randn(6, 3, dtype=F64, requires_grad=True)
     drift = torch.randn(6, 3, dtype=F64)
-    loss = L.follow_loss(x, drift, eta=0.5)
-    torch.testing.assert_close(loss, 0.5 * 0.25 * (drift ** 2).sum(1).mean())
+    loss = L.follow_loss(x, drift)
+    torch.testing.assert_close(loss, 0.5 * (drift ** 2).sum(1).mean())
     loss.backward()
-    torch.testing.assert_close(x.grad, -0.5 * drift / 6)
+    torch.testing.assert_close(x.grad, -drift / 6)
 
 
-# ----------------------------------------------------------------------------- data and metrics (SPEC §6)
+# ----------------------------------------------------------------------------- data and metrics (docs/MATH.md §6)
 
 def test_mixture_modes():
     ring = ring_modes().double()
@@ -209,7 +215,7 @@ def _has(op):
 
 RECIPE_CASES = [
     pytest.param("fgan", {"divergence": "gan"}, id="fgan"),
-    pytest.param("wgan-gp", {"n_critic": 2}, id="wgan-gp"),
+    pytest.param("wgan-gp", {"d_steps": 2}, id="wgan-gp"),
     pytest.param("mmd-gan", {}, id="mmd-gan"),
     pytest.param("mmd-gan", {"kernel": "rq", "gp": 0.0}, id="mmd-gan-rq-nogp"),
     pytest.param("flow-gan", {}, id="flow-gan"),
@@ -281,7 +287,7 @@ def test_fgan_every_divergence_steps(name, tmp_path):
     ctx = Context(data, 64, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
     for _ in range(2):
         logs = recipe.step(ctx)
-    assert set(logs) == {"loss_d", "loss_g"} and all(math.isfinite(v) for v in logs.values())
+    assert set(logs) == {"loss_d", "loss_g", "gp"} and all(math.isfinite(v) for v in logs.values())
 
 
 def test_alpha_gan_encoder_gets_only_reconstruction_and_code_terms(monkeypatch):
@@ -465,7 +471,7 @@ def test_cli_train_resume_and_sample(tmp_path, capsys):
     assert cli_main([]) == 0 and "gankernels" in capsys.readouterr().out   # `gankernels` alone is still `info`
 
 
-@pytest.mark.parametrize("options", [{"gp": -1.0}, {"n_critic": 0}, {"gp": float("nan")}])
+@pytest.mark.parametrize("options", [{"gp": -1.0}, {"d_steps": 0}, {"d_steps": 1.5}, {"gp": float("nan")}])
 def test_bad_recipe_numbers(tmp_path, options):
     with pytest.raises(ConfigError, match="--" + next(iter(options)).replace("_", "-")):
         train(_cfg("wgan-gp", options, 2), str(tmp_path / "run"), progress=False)
@@ -480,7 +486,7 @@ def test_report_names_the_command(tmp_path):
     assert "| 1 |" in report and "samples/step_0000001.png" in report
 
 
-# ------------------------------------------------------------------ issue 13: nothing lost, nothing overwritten
+# ------------------------------------------------------------------ nothing lost, nothing overwritten
 
 def _tiny_train(out, *extra):
     return ["train", "--recipe", "flow-gan", "--data", "ring8", "--batch", "16", "--steps", "1", "--hidden", "8",
@@ -655,3 +661,183 @@ def test_more_cli_errors_are_one_line(tmp_path, capsys):
         assert not [w for w in caught if "torch" in w.filename], [str(w.message)[:100] for w in caught]
     assert _snapshot(tmp_path) == before
     assert not (tmp_path / "new").exists() and not (tmp_path / "missing").exists()
+
+
+# ------------------------------------------------------------------ the trainer trains what it advertises
+
+def _recipe(recipe, options, data="ring8", batch=64, hidden=32):
+    from gankernels.train.loop import build
+    from gankernels.train.recipes import Context
+
+    data = load_data(data)
+    r = build(_cfg(recipe, options, 1), data)
+    return r, Context(data, batch, 4, torch.Generator().manual_seed(0), torch.device("cpu"))
+
+
+def test_fgan_penalty_keeps_the_kl_critic_finite():
+    """Real and fake batches far apart (no overlap): unregularised, the kl critic's exp conjugate runs away
+    (its loss heads to -inf, as in the issue's 3.3e5); with the default penalty the critic stays bounded."""
+    torch.manual_seed(0)
+    real = torch.randn(128, 2) * 0.01 + torch.tensor([1.0, 0.0])
+    fake = torch.randn(128, 2) * 0.01 + torch.tensor([-1.0, 0.0])
+    reach = {}
+    for gp in (0.0, None):
+        r, _ = _recipe("fgan", {"divergence": "kl", "gp": gp})
+        for _ in range(300):
+            if r.opts["gp"] > 0:
+                (vr, vf), pen = L.critic_gradient_penalty(r.V, real, fake)
+                loss = L.fgan_critic_loss(vr, vf, r.div) + 0.5 * r.opts["gp"] * pen
+            else:
+                loss = L.fgan_critic_loss(r.V(real), r.V(fake), r.div)
+            r.update("D", loss)
+        with torch.no_grad():
+            reach[gp] = float(r.V(real).abs().max().clamp_min(r.V(fake).abs().max()))
+    assert reach[0.0] > 20 and reach[None] < 10, reach
+
+
+def test_critic_gradient_penalty_of_a_linear_critic():
+    a = torch.tensor([3.0, 4.0], dtype=F64, requires_grad=True)
+    real, fake = torch.randn(5, 2, dtype=F64), torch.randn(7, 2, dtype=F64)
+    (vr, vf), pen = L.critic_gradient_penalty(lambda x: x @ a, real, fake)
+    torch.testing.assert_close(vr, real @ a.detach())
+    torch.testing.assert_close(vf, fake @ a.detach())
+    torch.testing.assert_close(pen, torch.tensor(50.0, dtype=F64))   # |a|^2 on each side
+    pen.backward()
+    torch.testing.assert_close(a.grad, 4 * a.detach())
+
+
+@pytest.mark.parametrize("name", sorted(F_GENERATORS))
+def test_fgan_every_divergence_trains_without_overflow_or_freeze(name):
+    """Smoke test of the defaults (the full 3,000-step check is bench/train_quality.py): 150 steps at batch
+    128, finite losses, the critic still learning (its loss not stuck) and the generator still moving."""
+    r, ctx = _recipe("fgan", {"divergence": name}, batch=128)
+    z = torch.randn(256, 4, generator=torch.Generator().manual_seed(1))
+    before = r.generate(z)
+    seen_d = []
+    for _ in range(150):
+        logs = r.step(ctx)
+        assert all(math.isfinite(v) and abs(v) < 1e6 for v in logs.values()), logs
+        seen_d.append(logs["loss_d"])
+    assert max(seen_d[-20:]) - min(seen_d[-20:]) > 1e-6, seen_d[-20:]    # tv froze at loss_d = 0 exactly
+    fake = r.G(ctx.noise())
+    (grad,) = torch.autograd.grad(L.fgan_generator_loss(r.V(fake), r.div), fake)
+    assert grad.abs().max() > 1e-8                                         # the generator still gets a signal
+    assert (r.generate(z) - before).abs().max() > 1e-3
+
+
+def test_js_and_gan_are_one_objective_up_to_a_constant():
+    """Documented, not a bug: D_GAN = 2 JS - log 4, so their f-GAN losses differ by constants only."""
+    v = torch.randn(50, dtype=F64)
+    js, gan = L.DIVERGENCES["js"], L.DIVERGENCES["gan"]
+    d = L.fgan_critic_loss(v[:25], v[25:], js) - L.fgan_critic_loss(v[:25], v[25:], gan)
+    torch.testing.assert_close(d, torch.tensor(-math.log(4), dtype=F64))
+
+
+def test_d_steps_per_recipe_and_recorded_in_the_report(tmp_path):
+    calls = {}
+    for recipe, default in (("fgan", 1), ("wgan-gp", 5), ("mmd-gan", 1), ("ebgan", 1), ("alpha-gan", 1)):
+        for given in (None, 3):
+            r, ctx = _recipe(recipe, {"d_steps": given} if given else {})
+            count = [0]
+            inner = r.critic_step
+            r.critic_step = lambda c, inner=inner: (count.__setitem__(0, count[0] + 1), inner(c))[1]
+            r.step(ctx)
+            calls[recipe, given] = count[0]
+            assert count[0] == (given or default), (recipe, given, count[0])
+    r, _ = _recipe("wgan-gp", {})
+    assert r.betas == (0.5, 0.9) and r.lr == 1e-4             # Gulrajani et al.'s lr; betas: README
+    assert _recipe("fgan", {"divergence": "pearson"})[0].lr == 2e-4 and _recipe("fgan", {})[0].lr == 1e-3
+    with pytest.raises(ConfigError, match="--d-steps: not an option of recipe 'flow-gan'"):
+        _recipe("flow-gan", {"d_steps": 2})
+    out = tmp_path / "run"
+    train(_cfg("wgan-gp", {"d_steps": 2}, 1), str(out), progress=False, use_matplotlib=False)
+    report = (out / "report.md").read_text()
+    assert "## Training settings" in report and "| d_steps | 2 |" in report and "| betas | [0.5, 0.9] |" in report
+    assert "Gulrajani" in report and "| lr | 0.0001 |" in report
+
+
+def test_removed_flags_are_one_line_errors(tmp_path, capsys):
+    for flag, words in (("--eta", ["--eta is gone", "--lr"]), ("--n-critic", ["--d-steps"])):
+        argv = _tiny_train(tmp_path / "run", flag, "2")
+        assert cli_main(argv) == 2
+        _one_error(capsys, "train", *words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "imq", "energy", "polyharmonic1"])
+def test_flow_gan_kernels_pull_toward_the_data(kernel):
+    """Data in a small cluster at the origin, samples on rings of radius 0.05 ... 3 around it: every
+    sample's drift points toward the data (positive projection on -x)."""
+    r, ctx = _recipe("flow-gan", {"kernel": kernel})
+    real = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 0.01
+    ang = torch.arange(16) * (2 * math.pi / 16)
+    fake = torch.cat([rad * torch.stack([ang.cos(), ang.sin()], 1) for rad in (0.05, 0.2, 0.6, 1.0, 3.0)])
+    ctx.batch = 64
+    toward = -(r.drift(ctx, real, fake[:64]) * fake[:64]).sum(1)
+    toward = torch.cat([toward, -(r.drift(ctx, real, fake[64:]) * fake[64:]).sum(1)])
+    assert (toward > 0).all(), (kernel, toward.min())
+
+
+def test_flow_sign_is_what_makes_polyharmonic_pull():
+    from gankernels.train.recipes import flow_sign
+
+    real, x = torch.zeros(8, 2), torch.tensor([[1.0, 0.0]] * 8)
+    w = torch.cat([torch.full((8,), 1 / 8), torch.full((8,), -1 / 8)])
+    raw = gk.kernel_flow(x, torch.cat([real, x]), gk.Polyharmonic(1), w)
+    assert (raw[:, 0] > 0).all()                                  # unsigned: pushed away from the data at 0
+    assert flow_sign(gk.Polyharmonic(1)) == -1 and flow_sign(gk.Energy()) == 1
+    torch.testing.assert_close(-raw, gk.kernel_flow(x, torch.cat([real, x]), gk.Energy(), w))
+    with pytest.raises(ConfigError, match="monotone"):
+        flow_sign(gk.Polyharmonic(2))
+
+
+@pytest.mark.skipif(not _has("smoothed_score"), reason="gk.smoothed_score not merged yet")
+def test_score_gan_leaves_each_sample_out_of_its_own_density():
+    from gankernels.train.recipes import ScoreGAN
+
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 0.0], [1.0, 0.1]], dtype=F64)
+    s = 0.05
+    out = ScoreGAN.sample_score(gk.smoothed_score, x, s)
+    torch.testing.assert_close(out[0::2], gk.smoothed_score(x[0::2], x[1::2], s))
+    torch.testing.assert_close(out[1::2], gk.smoothed_score(x[1::2], x[0::2], s))
+    with_self = gk.smoothed_score(x, x, s)
+    # at sigma 0.05 a point's own weight (exp 0 = 1) swamps its neighbour's (exp(-2) for 0.1 apart):
+    # with itself counted the score toward the neighbour is 88 % smaller
+    assert (with_self[0] @ (x[1] - x[0])) < 0.2 * (out[0] @ (x[1] - x[0]))
+    assert (out[0] @ (x[1] - x[0])) > 0 and (out[1] @ (x[0] - x[1])) > 0
+
+
+def test_kid_of_point_data_is_scale_free(tmp_path):
+    """KID of non-image data is computed on standardised features: scaling data and samples by 100 changes
+    nothing (the raw cubic kernel's KID would grow ~1e12-fold)."""
+    from gankernels.train.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(200, 2)).astype(np.float32)
+    sam = torch.from_numpy(rng.normal(size=(100, 2)).astype(np.float32) * 1.3 + 0.2)
+    a, b = load_data(_save(tmp_path / "a.npy", base)), load_data(_save(tmp_path / "b.npy", 100 * base))
+    ka, kb = evaluate(a, sam)["kid"], evaluate(b, 100 * sam)["kid"]
+    assert ka > 1e-3 and kb == pytest.approx(ka, rel=1e-3)
+    assert abs(float(gk.kid(b.held_out, 100 * sam)[0])) > 1e6 * ka  # what raw KID would say
+
+
+def test_refine_is_langevin_by_default_with_moving_centres(tmp_path, monkeypatch):
+    from gankernels.train import loop
+
+    out = str(tmp_path / "run")
+    train(_cfg("flow-gan", {}, 1), out, progress=False, use_matplotlib=False)
+    assert loop.REFINE_TEMPERATURE > 0
+    seen = []
+    real_fn = gk.kernel_langevin
+
+    def spy(x, centers, kernel, weights, step_size, steps, temperature, generator=None):
+        seen.append((torch.equal(centers[x.shape[0]:], x), steps, temperature))
+        return real_fn(x, centers, kernel, weights, step_size, steps, temperature, generator=generator)
+
+    monkeypatch.setattr(gk, "kernel_langevin", spy)
+    hot = sample(out, n=60, refine="kernel-langevin", steps=4)
+    assert seen == [(True, 1, loop.REFINE_TEMPERATURE)] * 4       # 4 steps, the fake centres = current samples
+    cold = sample(out, n=60, refine="kernel-langevin", steps=4, temperature=0.0)
+    cold2 = sample(out, n=60, refine="kernel-langevin", steps=4, temperature=0.0, seed=0)
+    torch.testing.assert_close(cold["refined"], cold2["refined"])
+    assert not torch.allclose(hot["refined"], cold["refined"])           # the default adds noise

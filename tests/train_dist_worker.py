@@ -26,7 +26,7 @@ STEPS = 3
 CASES = {
     "mmd-gan": ("mmd-gan", {}, STEPS, STEPS, STEPS),
     "flow-gan": ("flow-gan", {}, STEPS, STEPS, STEPS),
-    "wgan-gp": ("wgan-gp", {"n_critic": 2}, STEPS, STEPS, STEPS),
+    "wgan-gp": ("wgan-gp", {"d_steps": 2}, STEPS, STEPS, STEPS),
     "ebgan": ("ebgan", {}, STEPS, STEPS, STEPS),
     "score-gan": ("score-gan", {"sigma": 0.5}, STEPS, STEPS, STEPS),
     "fgan": ("fgan", {"divergence": "js"}, STEPS, STEPS, STEPS),

@@ -1,9 +1,9 @@
-"""gankernels.train: a thin trainer layer over the fused ops (SPEC §5-6).
+"""gankernels.train: a thin trainer layer over the fused ops (docs/MATH.md §5–6).
 
 A *recipe* is a small object holding the networks and losses of one GAN family
-(``fgan`` with every f-divergence of SPEC §5, ``wgan-gp``, ``mmd-gan``,
+(``fgan`` with every f-divergence of docs/MATH.md §5, ``wgan-gp``, ``mmd-gan``,
 ``flow-gan``, ``score-gan``, ``ebgan``, ``alpha-gan``); one loop drives any
-recipe, evaluates it (SPEC §6 metrics), draws sample pictures and writes atomic
+recipe, evaluates it (docs/MATH.md §6 metrics), draws sample pictures and writes atomic
 checkpoints that resume exactly.  Command line: ``python -m gankernels train``
 and ``python -m gankernels sample``; data-parallel under
 ``torchrun --nproc-per-node K -m gankernels train ...`` (``parallel.py``).

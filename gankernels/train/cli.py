@@ -10,16 +10,24 @@ from .errors import ConfigError
 # recipe options: flag -> (type, help); each recipe accepts only its own (recipes.py lists the defaults)
 RECIPE_FLAGS = {
     "divergence": (str, "fgan: kl | reverse-kl | pearson | neyman | hellinger | js | gan | tv (default gan)"),
-    "kernel": (str, "mmd-gan: gaussian | rq (on critic features); flow-gan: gaussian | energy (in data space)"),
-    "gp": (float, "gradient-penalty weight: wgan-gp (default 10), mmd-gan witness penalty (default 1, 0 = off)"),
-    "n_critic": (int, "wgan-gp: critic steps per generator step (default 5)"),
+    "kernel": (str, "mmd-gan: gaussian | rq (on critic features); flow-gan: gaussian | laplacian | imq | energy "
+               "| polyharmonic1 (in data space, each with the sign that pulls toward the data)"),
+    "gp": (float, "gradient-penalty weight: fgan zero-centred critic penalty (default per divergence), wgan-gp "
+           "(default 10), mmd-gan witness penalty (default 1); 0 = off"),
+    "d_steps": (int, "critic steps per generator step, every recipe with a critic (default per recipe: "
+                "wgan-gp 5, the others 1)"),
     "features": (int, "mmd-gan: critic feature dimension (default 16)"),
-    "eta": (float, "flow-gan / score-gan: step along the drift in L_G = 1/2 |G(z) - sg[G(z) + eta drift]|^2"),
     "sigma": (float, "score-gan: one smoothing bandwidth (default: the ladder scale/32 ... scale)"),
     "margin": (float, "ebgan: margin m (default a quarter of the per-dimension data variance)"),
     "pt": (float, "ebgan: pulling-away weight (default 0.1)"),
     "code": (int, "ebgan: autoencoder code dimension (default 16)"),
     "l1": (float, "alpha-gan: L1 reconstruction weight (default 1)"),
+}
+# flags of earlier versions: each gives a one-line error that says what to use instead
+REMOVED_FLAGS = {
+    "eta": "--eta is gone: the generator loss 1/2 |G(z) - sg[G(z) + eta drift]|^2 only scaled its gradient by eta, "
+           "which Adam divides out (the runs were the same up to Adam's epsilon); the step size is --lr",
+    "n_critic": "--n-critic is now --d-steps (critic steps per generator step, every recipe with a critic)",
 }
 RUN_FLAGS = ("recipe", "data", "batch", "device", "seed", "lr", "hidden", "z_dim", "eval_every", "ckpt_every")
 
@@ -56,6 +64,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress line")
     for name, (typ, text) in RECIPE_FLAGS.items():
         t.add_argument("--" + name.replace("_", "-"), type=typ, help=text)
+    for name in REMOVED_FLAGS:   # accepted only to say why they are gone
+        t.add_argument("--" + name.replace("_", "-"), type=str, help=argparse.SUPPRESS)
 
     s = sub.add_parser("sample", help="draw samples from a trained run",
                        description="Draw samples from a run's checkpoint, optionally refined by Langevin dynamics; "
@@ -67,7 +77,9 @@ def add_parsers(sub) -> None:
                    help="kernel-langevin: closed-form witness (data vs samples); disc-langevin: the trained critic")
     s.add_argument("--refine-steps", type=int, default=100)
     s.add_argument("--refine-step-size", type=float, help="default 1e-3 x scale^2 (scale: RMS radius of the data)")
-    s.add_argument("--refine-temperature", type=float, default=0.0, help="noise temperature (default 0)")
+    s.add_argument("--refine-temperature", type=float, default=None,
+                   help="Langevin temperature tau: noise sqrt(2 step tau) per step (default 0.01); "
+                   "0 = plain gradient ascent")
     s.add_argument("--save", help="write the (refined) samples to this .npy or .pt file (and a .png beside it)")
 
 
@@ -86,6 +98,9 @@ def run(args) -> int:
 def _train(args) -> int:
     from .loop import RunConfig, resume, to_json, train
 
+    for name, why in REMOVED_FLAGS.items():
+        if getattr(args, name) is not None:
+            raise ConfigError(why)
     options = {k: getattr(args, k) for k in RECIPE_FLAGS if getattr(args, k) is not None}
     if args.resume:
         given = [k for k in RUN_FLAGS if getattr(args, k) is not None] + list(options)
@@ -125,12 +140,14 @@ def _sample(args) -> int:
     picture = None if args.save else "sample" + ("_" + args.refine if args.refine else "") + ".png"
     if picture:   # written in the run folder: one of the run's files
         check_folder(args.run, [picture], flag="--run")
-    res = sample(args.run, args.n, args.seed, args.refine, args.refine_steps, args.refine_step_size,
-                 args.refine_temperature)
+    from .loop import REFINE_TEMPERATURE
+
+    temperature = REFINE_TEMPERATURE if args.refine_temperature is None else args.refine_temperature
+    res = sample(args.run, args.n, args.seed, args.refine, args.refine_steps, args.refine_step_size, temperature)
     print(to_json({"samples": "generator", **res["metrics"]}))
     x = res["samples"]
     if args.refine:
-        print(to_json({"samples": args.refine, **res["refined_metrics"]}))
+        print(to_json({"samples": args.refine, "temperature": temperature, **res["refined_metrics"]}))
         x = res["refined"]
     stem = os.path.splitext(args.save)[0] if args.save else os.path.join(args.run, picture[:-len(".png")])
     if picture:

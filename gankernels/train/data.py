@@ -1,4 +1,4 @@
-"""Training data: the SPEC §6 mixtures (``ring8``, ``grid25``), scikit-learn's ``digits``, tensor files.
+"""Training data: the docs/MATH.md §6 mixtures (``ring8``, ``grid25``), scikit-learn's ``digits``, tensor files.
 
 A ``Dataset`` draws training batches from a ``torch.Generator`` (fresh samples
 for the mixtures, rows drawn with replacement for finite data) and holds a
@@ -20,7 +20,7 @@ from .errors import ConfigError, one_line
 __all__ = ["Dataset", "load_data", "DATA_NAMES"]
 
 HELD_OUT_SEED = 20240601   # the held-out set does not depend on the run's seed
-HELD_OUT_MIXTURE = 2500    # SPEC §6: metrics on 2,500 samples
+HELD_OUT_MIXTURE = 2500    # docs/MATH.md §6: metrics on 2,500 samples
 HELD_OUT_FRACTION = 0.2    # finite data: the last 20 % of a fixed permutation
 MIN_ROWS = 20
 

@@ -12,7 +12,7 @@ def require_op(name: str, purpose: str):
     fn = getattr(gankernels, name, None)
     if fn is None:
         raise ConfigError(f"{purpose} needs gankernels.{name}, which this build does not have yet "
-                          "(SPEC §3-4); update gankernels or choose another option")
+                          "(docs/MATH.md §3–4); update gankernels or choose another option")
     return fn
 
 

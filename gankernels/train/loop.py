@@ -171,6 +171,10 @@ def load_run(out: str):
     state = load_checkpoint(os.path.join(out, CHECKPOINT))
     try:
         cfg = RunConfig(**state["config"])
+        legacy = cfg.options   # options renamed or removed since: n_critic -> d_steps; eta (no effect under Adam)
+        if "n_critic" in legacy:
+            legacy["d_steps"] = legacy.pop("n_critic")
+        legacy.pop("eta", None)
         if torch.device(cfg.device).type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"{out}: the run was trained with --device {cfg.device}, and CUDA is not available "
                               "here; open it on a machine with a GPU")
@@ -376,11 +380,12 @@ def _main_loop(out, cfg, data, recipe, ctx, start, elapsed, history, running, pr
     import numpy as np
 
     np.save(os.path.join(out, "samples.npy"), recipe.generate(z_eval).cpu().numpy())
-    write_report(out, cfg, history, world.size)
+    write_report(out, cfg, history, world.size, recipe.settings())
     return last
 
 
-def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]], ranks: int = 1) -> None:
+def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]], ranks: int = 1,
+                 settings: Optional[Dict[str, Any]] = None) -> None:
     keys = [k for k in ("loss_d", "loss_g", "kid", "mmd2", "modes", "hq", "kl", "classes", "confident", "class_kl")
             if history and k in history[-1]]
     final = history[-1] if history else {}
@@ -390,10 +395,17 @@ def write_report(out: str, cfg: RunConfig, history: List[Dict[str, Any]], ranks:
              f"gankernels {gk.__version__}, torch {torch.__version__}, device {cfg.device}, "
              f"torch threads {torch.get_num_threads()}"
              + (f", data-parallel over {ranks} processes" if ranks > 1 else "")
-             + f"; {final.get('time_s', 0):.1f} s of training and evaluation.",
-             "", "## Final metrics (2,500 samples vs the held-out data)", ""]
+             + f"; {final.get('time_s', 0):.1f} s of training and evaluation.", ""]
+    if settings:
+        source = settings.get("source", "")
+        lines += ["## Training settings", "",
+                  "| setting | value |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps(v)} |" for k, v in settings.items() if k != "source"]
+        lines += ["", f"Source of these defaults: {source}." if source else "", ""]
+    lines += ["## Final metrics (2,500 samples vs the held-out data)", ""]
     lines += [f"- {k}: {_report_value(k, final[k], final)}" for k in keys if k in final]
-    lines += ["", "Metric definitions: `gankernels/train/metrics.py` (SPEC §6).", "",
+    lines += ["", "Metric definitions: `gankernels/train/metrics.py` (docs/MATH.md §6); KID of non-image data on per-dimension "
+              "standardised features.", "",
               "## Metrics over training", "", "| step | time s | " + " | ".join(keys) + " |",
               "|---:|---:|" + "---:|" * len(keys)]
     for row in history:
@@ -433,6 +445,7 @@ def _report_value(key: str, value, row) -> str:
 # ----------------------------------------------------------------------------- sampling
 
 REFINERS = ("kernel-langevin", "disc-langevin")
+REFINE_TEMPERATURE = 0.01   # default Langevin temperature of ``sample --refine``; 0 = plain gradient ascent
 
 
 def _is_number(v) -> bool:
@@ -440,13 +453,16 @@ def _is_number(v) -> bool:
 
 
 def sample(out: str, n: int = EVAL_SAMPLES, seed: int = 0, refine: Optional[str] = None, steps: int = 100,
-           step_size: Optional[float] = None, temperature: float = 0.0) -> Dict[str, Any]:
+           step_size: Optional[float] = None, temperature: float = REFINE_TEMPERATURE) -> Dict[str, Any]:
     """Samples of the run in ``out``: ``{"data", "samples", "metrics", "refined", "refined_metrics"}``.
 
-    ``refine``: ``kernel-langevin`` (drift = gradient of the closed-form witness of n reference
-    data points vs the samples, ``gk.kernel_langevin``) or ``disc-langevin`` (drift = gradient
-    of the trained critic, ``gk.langevin_sample`` with ``gk.discriminator_score``).
-    ``step_size`` defaults to 1e-3 * scale^2 (scale = RMS radius of the data).
+    ``refine``: Langevin dynamics x <- x + eta drift + sqrt(2 eta temperature) xi, with
+    ``kernel-langevin``: drift = gradient of the closed-form witness of n reference data points
+    vs the *current* samples (the fake centres move with the samples: one ``gk.kernel_langevin``
+    step per call, centres refreshed between steps), or ``disc-langevin``: drift = gradient of
+    the trained critic (``gk.langevin_sample`` with ``gk.discriminator_score``).
+    ``temperature`` defaults to ``REFINE_TEMPERATURE`` (0.01); 0 is plain gradient ascent.
+    ``step_size`` eta defaults to 1e-3 * scale^2 (scale = RMS radius of the data).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ConfigError(f"--n must be an integer >= 2, got {n!r}")
@@ -470,7 +486,9 @@ def sample(out: str, n: int = EVAL_SAMPLES, seed: int = 0, refine: Optional[str]
     if refine == "kernel-langevin":
         fn = require_op("kernel_langevin", "--refine kernel-langevin")
         weights = torch.cat([x.new_full((n,), 1.0 / n), x.new_full((n,), -1.0 / n)])
-        y = fn(x, torch.cat([real, x]), data_kernel(data.scale), weights, eta, steps, temperature, generator=g)
+        kernel, y = data_kernel(data.scale), x
+        for _ in range(steps):   # the fake centres are the samples as they are now
+            y = fn(y, torch.cat([real, y]), kernel, weights, eta, 1, temperature, generator=g)
     else:
         score = require_op("discriminator_score", "--refine disc-langevin")
         run = require_op("langevin_sample", "--refine disc-langevin")

@@ -1,4 +1,4 @@
-"""The loss math of the recipes (SPEC §5), as small pure functions that the tests check.
+"""The loss math of the recipes (docs/MATH.md §5), as small pure functions that the tests check.
 
 * f-GAN: critic V, activation g_f, conjugate f*; the critic maximises
   E_data[g_f(V)] - E_gen[f*(g_f(V))]; the generator uses the non-saturating
@@ -9,8 +9,10 @@
 * EBGAN: energy E(x) = mean_d (AE(x) - x)^2; L_D = E(x) + [m - E(G(z))]^+, L_G = E(G(z)) + l_PT PT.
 * alpha-GAN: discriminators output logits v, D = sigmoid(v); the synthetic-likelihood
   (density-ratio) term -log(D / (1 - D)) is -v.
-* Flow / score matching: L = 1/2 ||x - sg[x + eta drift]||^2 (sum over dims, mean over the
-  batch); its gradient w.r.t. x is -eta drift / B, so the generator follows the drift.
+* Flow / score matching: L = 1/2 ||x - sg[x + drift]||^2 (sum over dims, mean over the
+  batch); its gradient w.r.t. x is -drift / B, so the generator follows the drift.  (A
+  step size eta in front of the drift would only scale this gradient, which Adam divides
+  out; the step in parameter space is set by the learning rate.)
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "Divergence", "DIVERGENCES", "fgan_critic_loss", "fgan_generator_loss", "gradient_penalty",
-    "energy", "ebgan_critic_loss", "bce_real", "bce_fake", "alpha_discriminator_loss",
+    "critic_gradient_penalty", "energy", "ebgan_critic_loss", "bce_real", "bce_fake", "alpha_discriminator_loss",
     "alpha_code_loss", "density_ratio_term", "follow_loss",
 ]
 
@@ -32,7 +34,7 @@ LOG2 = math.log(2.0)
 class Divergence(NamedTuple):
     name: str
     activation: Callable[[torch.Tensor], torch.Tensor]      # g_f(v)
-    conjugate: Callable[[torch.Tensor], torch.Tensor]       # f*(t), the SPEC §5 formula
+    conjugate: Callable[[torch.Tensor], torch.Tensor]       # f*(t), the docs/MATH.md §5 formula
     conjugate_of_activation: Callable[[torch.Tensor], torch.Tensor]  # f*(g_f(v)), stable closed form
 
 
@@ -74,6 +76,20 @@ def gradient_penalty(fn: Callable[[torch.Tensor], torch.Tensor], real: torch.Ten
     return ((grad.norm(dim=1) - 1) ** 2).mean()
 
 
+def critic_gradient_penalty(fn: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor):
+    """((fn(real), fn(fake)), E_real |grad fn|^2 + E_fake |grad fn|^2): the zero-centred penalty.
+
+    The outputs are returned with the graph of the penalty, so the critic loss and the
+    penalty share one forward pass; the penalty is differentiable (double backward).
+    """
+    x = torch.cat([real.detach(), fake.detach()]).requires_grad_(True)
+    v = fn(x).reshape(-1)
+    (grad,) = torch.autograd.grad(v.sum(), x, create_graph=True)
+    sq = grad.pow(2).sum(1)
+    n = real.shape[0]
+    return (v[:n], v[n:]), sq[:n].mean() + sq[n:].mean()
+
+
 def energy(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """EBGAN energy per sample: the autoencoder's mean squared reconstruction error, [B]."""
     return ((reconstruction - x) ** 2).mean(1)
@@ -109,7 +125,7 @@ def density_ratio_term(v: torch.Tensor) -> torch.Tensor:
     return -v.mean()
 
 
-def follow_loss(x: torch.Tensor, drift: torch.Tensor, eta: float) -> torch.Tensor:
-    """1/2 ||x - sg[x + eta drift]||^2, summed over dims, averaged over the batch."""
-    target = (x + eta * drift).detach()
+def follow_loss(x: torch.Tensor, drift: torch.Tensor) -> torch.Tensor:
+    """1/2 ||x - sg[x + drift]||^2, summed over dims, averaged over the batch."""
+    target = (x + drift).detach()
     return 0.5 * ((x - target) ** 2).sum(1).mean()

@@ -1,8 +1,8 @@
-"""Recipes: one small object per GAN family (SPEC §5) that owns its networks and losses.
+"""Recipes: one small object per GAN family (docs/MATH.md §5) that owns its networks and losses.
 
 A recipe builds a generator G: z -> x (an MLP; tanh output for images) plus
 whatever its family needs, and implements ``critic_step`` (skipped when it has
-no critic network) and ``generator_step``; ``Recipe.step`` runs ``n_critic``
+no critic network) and ``generator_step``; ``Recipe.step`` runs ``d_steps``
 critic steps then one generator step.  All randomness comes from the
 ``torch.Generator`` of the ``Context``, so a checkpoint of the networks, the
 optimisers and that generator resumes a run exactly.  Under torchrun the
@@ -32,7 +32,7 @@ from .data import Dataset
 from .errors import ConfigError, require_op
 from .models import mlp
 
-__all__ = ["Context", "Recipe", "RECIPES", "make_recipe", "data_kernel"]
+__all__ = ["Context", "Recipe", "RECIPES", "make_recipe", "data_kernel", "flow_sign", "FLOW_KERNELS"]
 
 
 def data_kernel(scale: float) -> gk.Gaussian:
@@ -41,6 +41,7 @@ def data_kernel(scale: float) -> gk.Gaussian:
 
 
 ZERO_MEANS_OFF = ("gp", "pt", "l1")   # weights of optional terms; every other number must be positive
+INTEGER_OPTIONS = ("d_steps", "features", "code")
 
 
 def _check_numbers(opts: Dict[str, Any]) -> None:
@@ -51,6 +52,8 @@ def _check_numbers(opts: Dict[str, Any]) -> None:
         if not ok or v < 0 or (v == 0 and k not in ZERO_MEANS_OFF):
             need = ">= 0" if k in ZERO_MEANS_OFF else "> 0"
             raise ConfigError(f"--{k.replace('_', '-')} must be a finite number {need}, got {v!r}")
+        if k in INTEGER_OPTIONS and v != int(v):
+            raise ConfigError(f"--{k.replace('_', '-')} must be a positive integer, got {v!r}")
 
 
 @dataclass
@@ -86,13 +89,20 @@ class Context:
 
 
 class Recipe:
-    """Base: a generator, optimiser groups, the step schedule, generation and checkpoint state."""
+    """Base: a generator, optimiser groups, the step schedule, generation and checkpoint state.
+
+    Training settings are per recipe (class attributes, a family may refine them in ``build``):
+    Adam's ``lr`` and ``betas`` and ``d_steps``, the critic steps per generator step (option
+    ``--d-steps`` of every recipe with a critic).  ``source`` says where they come from; all of
+    it goes into ``settings()`` and from there into the run's report.md.
+    """
 
     name = ""
     options: Dict[str, Any] = {}      # recipe-specific options and their defaults
     lr = 1e-3
     betas = (0.5, 0.9)
-    n_critic = 1
+    d_steps = 1
+    source = ""
 
     def __init__(self, data: Dataset, hidden: int, z_dim: int, lr: Optional[float], options: Dict[str, Any]):
         self.opts = dict(self.options)
@@ -102,9 +112,20 @@ class Recipe:
         self.G = mlp(z_dim, data.dim, hidden, out="tanh" if data.image_shape else None)
         self.nets: Dict[str, nn.Module] = {"G": self.G}
         groups = self.build(data)
-        lr = self.lr if lr is None else lr
-        self.optims = {g: torch.optim.Adam([p for n in names for p in self.nets[n].parameters()], lr=lr,
+        if "d_steps" in self.opts:
+            self.d_steps = int(self.opts["d_steps"])
+        self.lr = self.lr if lr is None else lr
+        self.optims = {g: torch.optim.Adam([p for n in names for p in self.nets[n].parameters()], lr=self.lr,
                                            betas=self.betas) for g, names in groups.items()}
+
+    def settings(self) -> Dict[str, Any]:
+        """The optimiser and schedule this run uses, with their source (for report.md)."""
+        out = {"optimizer": "Adam", "lr": self.lr, "betas": list(self.betas)}
+        if "D" in self.optims:
+            out["d_steps"] = self.d_steps
+        out.update({k: v for k, v in self.opts.items() if k != "d_steps"})
+        out["source"] = self.source
+        return out
 
     # -- what a family defines
     def build(self, data: Dataset) -> Dict[str, List[str]]:
@@ -124,7 +145,7 @@ class Recipe:
     # -- shared machinery
     def step(self, ctx: Context) -> Dict[str, float]:
         logs: Dict[str, float] = {}
-        for _ in range(self.n_critic if "D" in self.optims else 0):
+        for _ in range(self.d_steps if "D" in self.optims else 0):
             logs.update(self.critic_step(ctx))
         logs.update(self.generator_step(ctx))
         return logs
@@ -165,22 +186,45 @@ class Recipe:
 
 
 class FGAN(Recipe):
-    """f-GAN (Nowozin et al.): any f-divergence of SPEC §5 through its activation and conjugate."""
+    """f-GAN (Nowozin et al.): any f-divergence of docs/MATH.md §5 through its activation and conjugate.
+
+    The critic is regularised by a zero-centred gradient penalty
+    ``gp/2 (E_data |grad V|^2 + E_gen |grad V|^2)`` on its raw output v (``L.critic_gradient_penalty``;
+    Roth et al. 2017 regularise f-GAN critics by their input-gradient norm on both
+    distributions; Mescheder et al. 2018 show the zero-centred form makes GAN training
+    converge locally).  Without it the critic of an unbounded conjugate (kl: exp, pearson:
+    square, neyman) runs away and the losses overflow, and tv's tanh saturates.  The penalty
+    weight and the learning rate are per divergence (``FGAN_SETTINGS``, measured on ring8).
+    """
 
     name = "fgan"
-    options = {"divergence": "gan"}
+    options = {"divergence": "gan", "gp": None, "d_steps": 1}
+    source = ("Nowozin et al. 2016 (objective, non-saturating generator loss); critic penalty after Roth et al. "
+              "2017 / Mescheder et al. 2018 (zero-centred); lr, betas and gp per divergence measured on ring8")
 
     def build(self, data):
         if self.opts["divergence"] not in L.DIVERGENCES:
             raise ConfigError(f"--divergence {self.opts['divergence']!r}: unknown; use one of "
                               f"{', '.join(L.DIVERGENCES)}")
         self.div = L.DIVERGENCES[self.opts["divergence"]]
+        tuned = FGAN_SETTINGS[self.div.name]
+        self.lr, self.betas = tuned["lr"], tuned["betas"]
+        if self.opts["gp"] is None:
+            self.opts["gp"] = tuned["gp"]
         self.V = self.nets["V"] = mlp(self.dim, 1, self.hidden, act="lrelu")
         return {"G": ["G"], "D": ["V"]}
 
     def critic_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise()).detach()
-        return {"loss_d": self.update("D", L.fgan_critic_loss(self.V(real), self.V(fake), self.div))}
+        logs = {}
+        if self.opts["gp"] > 0:
+            (v_real, v_fake), penalty = L.critic_gradient_penalty(self.V, real, fake)
+            loss = L.fgan_critic_loss(v_real, v_fake, self.div) + 0.5 * self.opts["gp"] * penalty
+            logs["gp"] = float(penalty.detach())
+        else:
+            loss = L.fgan_critic_loss(self.V(real), self.V(fake), self.div)
+        logs["loss_d"] = self.update("D", loss)
+        return logs
 
     def generator_step(self, ctx):
         return {"loss_g": self.update("G", L.fgan_generator_loss(self.V(self.G(ctx.noise())), self.div))}
@@ -189,15 +233,26 @@ class FGAN(Recipe):
         return lambda x: self.V(x).squeeze(1)
 
 
+# per-divergence training settings of fgan, measured on ring8 (batch 512, 3,000 steps, seed 0; README):
+# penalty weight 1 for all; Adam 1e-3 for most, while pearson and tv oscillate between mode sets at 1e-3
+# (6/8 and 7/8 modes at the end; a 10x penalty made it worse) and settle at the DCGAN learning rate 2e-4
+# (Radford et al. 2016's Adam setting): 8/8 for both
+FGAN_SETTINGS = {name: {"lr": 1e-3, "betas": (0.5, 0.9), "gp": 1.0} for name in L.DIVERGENCES}
+FGAN_SETTINGS["pearson"]["lr"] = FGAN_SETTINGS["tv"]["lr"] = 2e-4
+
+
 class WGANGP(Recipe):
     """WGAN-GP (Gulrajani et al.): critic loss E V(fake) - E V(real) + gp * penalty, 5 critic steps."""
 
     name = "wgan-gp"
-    options = {"gp": 10.0, "n_critic": 5}
+    options = {"gp": 10.0, "d_steps": 5}
     lr = 1e-4
+    betas = (0.5, 0.9)
+    source = ("Gulrajani et al. 2017, Algorithm 1: Adam lr 1e-4, 5 critic steps, lambda 10; betas (0.5, 0.9) "
+              "instead of the paper's (0, 0.9), which on ring8 at 3,000 steps covered 6/8 modes at 0.7 % HQ "
+              "(8/8 at 37 % with (0.5, 0.9))")
 
     def build(self, data):
-        self.n_critic = int(self.opts["n_critic"])
         self.V = self.nets["V"] = mlp(self.dim, 1, self.hidden, act="lrelu")
         return {"G": ["G"], "D": ["V"]}
 
@@ -218,7 +273,9 @@ class MMDGAN(Recipe):
     """MMD-GAN (Li et al.; Binkowski et al.): unbiased MMD^2 of critic features, optional witness penalty."""
 
     name = "mmd-gan"
-    options = {"kernel": "gaussian", "gp": 1.0, "features": 16}
+    options = {"kernel": "gaussian", "gp": 1.0, "features": 16, "d_steps": 1}
+    source = ("toy setting (measured on ring8 / grid25); the papers' image settings: Li et al. 2017 RMSProp "
+              "lr 5e-5 with 5 critic steps, Binkowski et al. 2018 Adam")
     KERNELS = {"gaussian": lambda: gk.Gaussian((1.0, 2.0, 4.0, 8.0, 16.0)), "rq": lambda: gk.RationalQuadratic()}
 
     def build(self, data):
@@ -251,26 +308,72 @@ class MMDGAN(Recipe):
         return lambda x: gk.witness(self.phi(x), hr, hf, self.kernel)
 
 
+def _ladder(scale: float):
+    return tuple(scale * 2.0 ** -k for k in range(5, -1, -1))
+
+
+def flow_sign(kernel) -> float:
+    """+1 or -1: the sign that makes the witness flow of ``kernel`` pull toward the data.
+
+    The drift is sign * grad_x (E_data k(x, .) - E_gen k(x, .)).  A radial kernel that decreases
+    with distance (Gaussian, Laplacian, inverse multiquadric, rational quadratic; Energy = -r)
+    pulls x toward the data and pushes it away from the other samples: sign +1.  One that
+    increases with distance (polyharmonic r^k, k odd) does the opposite: sign -1, which makes
+    polyharmonic(1) the energy kernel.  r^k log r (k even) is not monotone in r (r^2 log r
+    decreases up to r = e^(-1/2), then grows): its flow attracts at some distances and repels
+    at others whatever the sign, so it is refused.
+    """
+    if isinstance(kernel, (gk.Gaussian, gk.Laplacian, gk.InverseMultiquadric, gk.RationalQuadratic, gk.Energy)):
+        return 1.0
+    if isinstance(kernel, gk.Polyharmonic) and kernel.k > 0 and kernel.k % 2 == 1:
+        return -1.0
+    raise ConfigError(f"{kernel}: its flow does not pull toward the data at every distance; use a kernel that "
+                      "is monotone in the distance")
+
+
+# flow-gan's data-space kernels, built from the data's RMS radius (tests/test_train.py checks that each pulls
+# every sample toward the data with its ``flow_sign``)
+FLOW_KERNELS = {
+    "gaussian": data_kernel,
+    "laplacian": lambda scale: gk.Laplacian(_ladder(scale)),
+    "imq": lambda scale: gk.InverseMultiquadric(_ladder(scale), -0.5),
+    "energy": lambda scale: gk.Energy(),
+    "polyharmonic1": lambda scale: gk.Polyharmonic(1),   # = energy, through the sign
+}
+# not offered: Polyharmonic(3), r^3 with sign -1, pulls each sample toward each data point, but its
+# repulsion between samples grows as r^2, so spread-out samples push a sample near the data away from it
+# (the flow test fails at radius 0.05 with samples out to 3)
+
+
 class FlowGAN(Recipe):
-    """Flow-GAN (seed 000): no critic network; G follows the flow of the closed-form witness of real vs fake."""
+    """Flow-GAN (seed 000): no critic network; G follows the flow of the closed-form witness of real vs fake.
+
+    L_G = 1/2 |G(z) - sg[G(z) + drift]|^2: its gradient in sample space is -drift / B, so Adam
+    moves the generator's outputs along the drift; the size of the step is set by ``--lr``
+    (Adam divides out any constant factor of the drift, so the trainer has no step-size option).
+    """
 
     name = "flow-gan"
-    options = {"kernel": "gaussian", "eta": 1.0}
+    options = {"kernel": "gaussian"}
+    source = "toy setting (measured on ring8 / grid25): Adam lr 1e-3, betas (0.5, 0.9); no critic"
 
     def build(self, data):
-        kernels = {"gaussian": lambda: data_kernel(self.scale), "energy": gk.Energy}
-        if self.opts["kernel"] not in kernels:
-            raise ConfigError(f"--kernel {self.opts['kernel']!r}: flow-gan takes one of {', '.join(kernels)}")
-        self.kernel = kernels[self.opts["kernel"]]()
+        if self.opts["kernel"] not in FLOW_KERNELS:
+            raise ConfigError(f"--kernel {self.opts['kernel']!r}: flow-gan takes one of {', '.join(FLOW_KERNELS)}")
+        self.kernel = FLOW_KERNELS[self.opts["kernel"]](self.scale)
+        self.sign = flow_sign(self.kernel)
         return {"G": ["G"]}
+
+    def drift(self, ctx, real, x):
+        """sign * grad_x (E_data k(x, .) - E_gen k(x, .)) at the detached samples x."""
+        n = ctx.batch   # the global count of real and of fake rows: weights +-1/B over the global batch
+        w = self.sign / n
+        weights = torch.cat([x.new_full((real.shape[0],), w), x.new_full((x.shape[0],), -w)])
+        return ctx.ops.kernel_flow(x, torch.cat([real, x]), self.kernel, weights)
 
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
-        x = fake.detach()
-        n = ctx.batch   # the global count of real and of fake rows: weights +-1/B over the global batch
-        weights = torch.cat([x.new_full((real.shape[0],), 1.0 / n), x.new_full((x.shape[0],), -1.0 / n)])
-        drift = ctx.ops.kernel_flow(x, torch.cat([real, x]), self.kernel, weights)   # grad of the witness at G(z)
-        return {"loss_g": self.update("G", L.follow_loss(fake, drift, self.opts["eta"]))}
+        return {"loss_g": self.update("G", L.follow_loss(fake, self.drift(ctx, real, fake.detach())))}
 
 
 class ScoreGAN(Recipe):
@@ -280,10 +383,18 @@ class ScoreGAN(Recipe):
     difference of the Gaussian-weighted local means of data and samples around G(z) (mean-shift
     form), over the bandwidth ladder of ``data_kernel`` (scale/32 ... scale) as in multi-noise-level
     score matching; ``--sigma`` uses one bandwidth only.
+
+    The samples' density at a sample leaves that sample out: a point's own kernel weight is
+    exp(0) = 1, the largest there is, and at small bandwidths it would dominate the local mean
+    (the mean-shift term of the samples would vanish, and with it the repulsion that spreads
+    them).  The batch is split into its even and odd rows; the score of the samples at an
+    even row uses the odd rows and vice versa (a two-fold leave-out: an exact leave-one-out
+    through the log-normaliser would cancel catastrophically where a point has no neighbour).
     """
 
     name = "score-gan"
-    options = {"sigma": None, "eta": 1.0}
+    options = {"sigma": None}
+    source = "toy setting (measured on ring8 / grid25): Adam lr 1e-3, betas (0.5, 0.9); no critic"
 
     def build(self, data):
         require_op("smoothed_score", "--recipe score-gan")
@@ -291,19 +402,31 @@ class ScoreGAN(Recipe):
         self.sigmas = (float(sigma),) if sigma is not None else data_kernel(self.scale).sigmas
         return {"G": ["G"]}
 
+    @staticmethod
+    def sample_score(score, x, s):
+        """The smoothed score of the samples at x, each row left out of its own estimate (even / odd halves)."""
+        even, odd = x[0::2], x[1::2]
+        out = torch.empty_like(x)
+        out[0::2] = score(even, odd, s)
+        out[1::2] = score(odd, even, s)
+        return out
+
+    def drift(self, ctx, real, x):
+        score = ctx.ops.smoothed_score
+        return sum(s * s * (score(x, real, s) - self.sample_score(score, x, s)) for s in self.sigmas) / len(self.sigmas)
+
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
-        x = fake.detach()
-        score = ctx.ops.smoothed_score
-        drift = sum(s * s * (score(x, real, s) - score(x, x, s)) for s in self.sigmas)
-        return {"loss_g": self.update("G", L.follow_loss(fake, drift / len(self.sigmas), self.opts["eta"]))}
+        return {"loss_g": self.update("G", L.follow_loss(fake, self.drift(ctx, real, fake.detach())))}
 
 
 class EBGAN(Recipe):
     """EBGAN (Zhao et al.): autoencoder discriminator, margin loss, pulling-away term on the codes of G(z)."""
 
     name = "ebgan"
-    options = {"margin": None, "pt": 0.1, "code": 16}
+    options = {"margin": None, "pt": 0.1, "code": 16, "d_steps": 1}
+    source = ("toy setting (measured on ring8 / grid25): Adam lr 1e-3, betas (0.5, 0.9), 1 critic step; "
+              "Zhao et al. 2017 chose Adam's settings per data set by a grid search")
 
     def build(self, data):
         require_op("pulling_away", "--recipe ebgan")
@@ -336,7 +459,8 @@ class AlphaGAN(Recipe):
     """alpha-GAN (Rosca et al.): encoder, code discriminator, L1 reconstruction, shared image discriminator."""
 
     name = "alpha-gan"
-    options = {"l1": 1.0}
+    options = {"l1": 1.0, "d_steps": 1}
+    source = "toy setting (measured on ring8 / grid25): Adam lr 1e-3, betas (0.5, 0.9), 1 critic step"
 
     def build(self, data):
         self.E = self.nets["E"] = mlp(self.dim, self.z_dim, self.hidden)
