@@ -170,6 +170,22 @@ inline T exact_sqdist(const T* a, const T* b, int64_t D) {
   return acc;
 }
 
+// Row i of a tile: the close pairs get z from exact differences of the unshifted points and are listed.
+template <typename T>
+inline void recompute_close_row(const Job<T>& job, const double* xn, const double* yn, int64_t i0, int64_t i,
+                                int64_t j0, int64_t bj, const T* X0i, const T* Y0j, Scratch<T>& s) {
+  const int64_t D = job.D;
+  const double kClose = close_ratio<double>();
+  T* zr = s.z.data() + i * bj;
+  const double a = xn[i0 + i];
+  const double* b = yn + j0;
+  for (int64_t j = 0; j < bj; ++j) {
+    if (static_cast<double>(zr[j]) > kClose * (a + b[j])) continue;
+    zr[j] = exact_sqdist(X0i + i * D, Y0j + j * D, D);
+    s.close.push_back(static_cast<int32_t>(i * bj + j));
+  }
+}
+
 // z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
 template <typename T>
 void tile_z(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, int64_t i0, int64_t bi,
@@ -201,34 +217,28 @@ void tile_z(const Job<T>& job, const Family<T>& fam, const double* xn, const dou
     }
   } else {
     mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
-    if (radial)  // the norms are exact-ish doubles and the sum is formed in double: the dot products'
-                 // rounding is the only cancellation error left
-      for (int64_t i = 0; i < bi; ++i) {
-        T* zr = z + i * bj;
-        const double a = xn[i0 + i];
-        const double* b = yn + j0;
-        for (int64_t j = 0; j < bj; ++j) {
-          const double e = a + b[j] - 2.0 * static_cast<double>(zr[j]);
-          zr[j] = static_cast<T>(e < 0.0 ? 0.0 : e);  // NaN-preserving clamp
-        }
+    if (!radial) return;
+    // One pass: z = |a|^2 + |b|^2 - 2 a.b with the norms (doubles) and the sum in double, so the dot
+    // products' rounding is the only cancellation error left; the same pass finds the close pairs
+    // (NaN / inf from overflowing norms fail the comparison and count as close).
+    const double kClose = close_ratio<double>();
+    for (int64_t i = 0; i < bi; ++i) {
+      T* zr = z + i * bj;
+      const double a = xn[i0 + i];
+      const double* b = yn + j0;
+      int64_t close = 0;
+      for (int64_t j = 0; j < bj; ++j) {
+        const double n2 = a + b[j];
+        const double e = n2 - 2.0 * static_cast<double>(zr[j]);
+        close += !(e > kClose * n2);
+        zr[j] = static_cast<T>(e < 0.0 ? 0.0 : e);  // NaN-preserving clamp
       }
+      if (close) recompute_close_row(job, xn, yn, i0, i, j0, bj, X0i, Y0j, s);
+    }
+    return;
   }
   if (!radial) return;
-  // Close pairs (and NaN / inf from overflowing norms, which fail the comparison) get exact z.
-  const T kClose = close_ratio<T>();
-  for (int64_t i = 0; i < bi; ++i) {
-    T* zr = z + i * bj;
-    const T a = static_cast<T>(xn[i0 + i]);
-    const double* b = yn + j0;
-    int64_t close = 0;
-    for (int64_t j = 0; j < bj; ++j) close += !(zr[j] > kClose * (a + static_cast<T>(b[j])));
-    if (close == 0) continue;
-    for (int64_t j = 0; j < bj; ++j) {
-      if (zr[j] > kClose * (a + static_cast<T>(b[j]))) continue;
-      zr[j] = exact_sqdist(X0i + i * D, Y0j + j * D, D);
-      s.close.push_back(static_cast<int32_t>(i * bj + j));
-    }
-  }
+  for (int64_t i = 0; i < bi; ++i) recompute_close_row(job, xn, yn, i0, i, j0, bj, X0i, Y0j, s);
 }
 
 // Moves the close pairs' entries of the coefficient tile W [bi x bj] into s.cw (W keeps zeros there).
