@@ -13,6 +13,7 @@ without the C++ extension).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import List, Optional, Sequence
 
 import torch
@@ -26,6 +27,18 @@ FAMILY_NAMES = ("Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplaci
 def _require(ok: bool, msg: str, exc=ValueError) -> None:
     if not ok:
         raise exc(msg)
+
+
+def check_positive(value, name: str, allow_zero: bool = False) -> float:
+    """A positive (or non-negative) finite real number -- Python or NumPy scalar -- as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} float, "
+                        f"got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not (math.isfinite(value) and ok):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+    return value
 
 
 def _finite(v: float) -> bool:

@@ -35,7 +35,7 @@ import torch
 from . import _ops  # noqa: F401  (the extension and every registration)
 from .kernels import Kernel
 from .pairwise import _check_kernel, _check_pair, _check_points, _encode
-from .score import check_positive as _positive, check_sigma
+from ._checks import check_positive as _positive
 
 __all__ = [
     "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
@@ -145,7 +145,7 @@ def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], s
     if isinstance(sigmas, torch.Tensor):
         sigmas = sigmas.tolist()
     try:
-        sig = [check_sigma(s, "sigmas") for s in sigmas]
+        sig = [_positive(s, "sigmas") for s in sigmas]
     except TypeError:
         raise TypeError("sigmas must be a float or a sequence of floats") from None
     if not sig:

@@ -26,34 +26,17 @@ meta or fake tensors, nor while torch.compile traces).
 """
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Optional
 
 import torch
 
 from . import _ops  # noqa: F401  (the extension and every registration)
+from ._checks import check_positive
 from .pairwise import _acc_dtype, _check_pair
 
 __all__ = ["smoothed_score"]
 
 ops = torch.ops.gankernels
-
-
-def check_positive(value, name: str, allow_zero: bool = False) -> float:
-    """A positive (or non-negative) finite real number -- Python or NumPy scalar -- as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} float, "
-                        f"got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and ok):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
-    return value
-
-
-def check_sigma(sigma, name: str = "sigma") -> float:
-    return check_positive(sigma, name)
 
 
 def _has_values(t: torch.Tensor) -> bool:
@@ -92,7 +75,7 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     Differentiable w.r.t. ``x``, ``y`` and ``weights`` (first order).
     """
     _check_pair(x, y)
-    sigma = check_sigma(sigma)
+    sigma = check_positive(sigma, "sigma")
     w = _check_weights(weights, y)
     score, _ = ops.smoothed_score(x, y, w, sigma)
     return score

@@ -82,6 +82,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _checks
+from ._checks import _require, check_positive as _positive
 from .triton_utils import device_constants, on_input_device
 from .triton_engine import HAS_TRITON, _DOT_FAMILIES, _Cfg, _interpreting, _param_tensor
 
@@ -318,19 +319,6 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # Python side: checks, preparation, launchers
 # ----------------------------------------------------------------------------
-def _require(ok: bool, msg: str, exc=ValueError) -> None:
-    if not ok:
-        raise exc(msg)
-
-
-def _positive(value: float, name: str, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    _require(math.isfinite(value) and ok,
-             f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
-    return value
-
-
 def _points(x: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> _Cfg:
     """The op-level checks of the CPU kernels (2-D, non-empty, floating, same dtype / device / dim); config."""
     for t, name in ((x, xname), (y, yname)):
