@@ -348,6 +348,20 @@ void flow_update(const T* W, int64_t bi, int64_t bj, bool transposed, bool radia
   mm<T>(transposed, false, rows, D, cols, alpha, W, transposed ? rows : cols, Qcol, D, T(1), out, D);
 }
 
+// One side of a tile's flow-shaped update (flow_update), summed the way the family needs: kinked families
+// pair by pair from the unshifted points; the others in the factored form on the shifted points, plus the
+// close pairs' exact terms (`split`: take_close moved them out of W).  col: the column side (out rows are j).
+template <typename T>
+void tile_flow(const T* W, int64_t bi, int64_t bj, bool col, bool radial, bool kinked, bool split, const T* Xi,
+               const T* Yj, const T* X0i, const T* Y0j, int64_t D, T* out, Scratch<T>& s) {
+  if (kinked) {
+    flow_update(W, bi, bj, col, radial, col ? Y0j : X0i, col ? X0i : Y0j, D, out, s.rs.data(), true);
+    return;
+  }
+  flow_update(W, bi, bj, col, radial, col ? Yj : Xi, col ? Xi : Yj, D, out, s.rs.data());
+  if (split) add_close_terms(s, bj, col, X0i, Y0j, D, out);
+}
+
 template <typename T>
 void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, const T* hx, int64_t i0,
                   int64_t bi, int64_t j0, int64_t bj, bool mirror, Scratch<T>& s, const Outputs<T>& o) {
@@ -389,9 +403,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
       for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
       if (split) take_close(w, s);
       // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
-      if (kinked) flow_update(w, bi, bj, false, radial, X0i, Y0j, D, o.flow_row + i0 * D, s.rs.data(), true);
-      else flow_update(w, bi, bj, false, radial, Xi, Yj, D, o.flow_row + i0 * D, s.rs.data());
-      if (split) add_close_terms(s, bj, false, X0i, Y0j, D, o.flow_row + i0 * D);
+      tile_flow(w, bi, bj, false, radial, kinked, split, Xi, Yj, X0i, Y0j, D, o.flow_row + i0 * D, s);
     }
     if (job.flow_ac && mirror) {
       if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) {
@@ -400,9 +412,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
         if (split) take_close(w, s);
       }
       // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
-      if (kinked) flow_update(w, bi, bj, true, radial, Y0j, X0i, D, o.flow_col + j0 * D, s.rs.data(), true);
-      else flow_update(w, bi, bj, true, radial, Yj, Xi, D, o.flow_col + j0 * D, s.rs.data());
-      if (split) add_close_terms(s, bj, true, X0i, Y0j, D, o.flow_col + j0 * D);
+      tile_flow(w, bi, bj, true, radial, kinked, split, Xi, Yj, X0i, Y0j, D, o.flow_col + j0 * D, s);
     }
   }
   if (want_hvp) {
@@ -456,9 +466,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
       if (job.hvp_x) {
         T* gx = o.gx + i0 * D;
         // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
-        if (kinked) flow_update(c, bi, bj, false, radial, X0i, Y0j, D, gx, s.rs.data(), true);
-        else flow_update(c, bi, bj, false, radial, Xi, Yj, D, gx, s.rs.data());
-        if (split) add_close_terms(s, bj, false, X0i, Y0j, D, gx);
+        tile_flow(c, bi, bj, false, radial, kinked, split, Xi, Yj, X0i, Y0j, D, gx, s);
         if (radial) {
           for (int64_t i = 0; i < bi; ++i) {
             T acc = T(0);
@@ -471,9 +479,7 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
       if (job.hvp_y) {
         T* gy = o.gy + j0 * D;
         // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
-        if (kinked) flow_update(c, bi, bj, true, radial, Y0j, X0i, D, gy, s.rs.data(), true);
-        else flow_update(c, bi, bj, true, radial, Yj, Xi, D, gy, s.rs.data());
-        if (split) add_close_terms(s, bj, true, X0i, Y0j, D, gy);
+        tile_flow(c, bi, bj, true, radial, kinked, split, Xi, Yj, X0i, Y0j, D, gy, s);
         mm<T>(true, false, bj, D, bi, radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
       }
     }

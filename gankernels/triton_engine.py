@@ -86,7 +86,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 
 from . import _checks
-from .triton_utils import interpreting, on_input_device, precision_of_fp32_contractions
+from .triton_utils import device_constants, interpreting, on_input_device, precision_of_fp32_contractions
 
 try:  # importing this module must work without triton
     import triton
@@ -617,20 +617,10 @@ def _kernel_params(family: int, params: Sequence[float], dtype=torch.float32) ->
     raise ValueError(f"unknown kernel family code {family}")
 
 
-_PARAM_CACHE: dict = {}
-
-
 def _param_tensor(family, params, dtype, device):
-    key = (int(family), tuple(float(v) for v in params), dtype, str(device))
-    hit = _PARAM_CACHE.get(key)
-    if hit is None:
-        vals, n_mix, ip = _kernel_params(int(family), params, dtype)
-        t = torch.tensor(vals if vals else [0.0], dtype=dtype, device=device)
-        hit = (t, n_mix, ip)
-        if len(_PARAM_CACHE) > 256:
-            _PARAM_CACHE.clear()
-        _PARAM_CACHE[key] = hit
-    return hit
+    """(derived constants as a cached device tensor, mixture count NP, integer parameter IP)."""
+    vals, n_mix, ip = _kernel_params(int(family), params, dtype)
+    return device_constants(vals, dtype, device), n_mix, ip
 
 
 _interpreting = interpreting
