@@ -149,30 +149,23 @@ def _scatter_sum_forward(full: torch.Tensor, sizes: Sequence[int], group) -> tor
     return out.reshape((len(sizes), own) + tuple(full.shape[1:])).sum(0)  # fixed (rank) order
 
 
-class _AllGatherRows(torch.autograd.Function):
-    """[n_r, ...] on rank r -> [sum_r n_r, ...] on every rank; backward: _ScatterSumRows."""
+class _RowsCollective(torch.autograd.Function):
+    """gather: [n_r, ...] on rank r -> [sum_r n_r, ...] on every rank.  scatter-sum: [sum_r n_r, ...] on every
+    rank -> the rows of rank r summed over ranks.  Each is the other's adjoint, so the backward is the other one."""
 
     @staticmethod
-    def forward(ctx, local, sizes, group):
-        ctx.sizes, ctx.group = sizes, group
-        return _gather_forward(local, sizes, group)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _ScatterSumRows.apply(grad, ctx.sizes, ctx.group), None, None
-
-
-class _ScatterSumRows(torch.autograd.Function):
-    """[sum_r n_r, ...] on every rank -> rows of rank r summed over ranks; backward: _AllGatherRows."""
-
-    @staticmethod
-    def forward(ctx, full, sizes, group):
-        ctx.sizes, ctx.group = sizes, group
-        return _scatter_sum_forward(full, sizes, group)
+    def forward(ctx, t, sizes, group, gather: bool):
+        ctx.sizes, ctx.group, ctx.gather = sizes, group, gather
+        return _gather_forward(t, sizes, group) if gather else _scatter_sum_forward(t, sizes, group)
 
     @staticmethod
     def backward(ctx, grad):
-        return _AllGatherRows.apply(grad, ctx.sizes, ctx.group), None, None
+        return _RowsCollective.apply(grad, ctx.sizes, ctx.group, not ctx.gather), None, None, None
+
+
+def _gather_rows(local: torch.Tensor, sizes: Sequence[int], group) -> torch.Tensor:
+    """Differentiable all-gather of rows of unequal counts (backward: the rows of this rank, summed over ranks)."""
+    return _RowsCollective.apply(local, sizes, group, True)
 
 
 # ----------------------------------------------------------------------------- agreement between ranks
@@ -338,14 +331,14 @@ def all_gather_rows(t: torch.Tensor, group=None) -> torch.Tensor:
     dtype = str(t.dtype) if isinstance(t, torch.Tensor) else None
     sizes = _agree("all_gather_rows", group, {"t": t}, {"the shape of t after its first dimension": shape,
                                                         "the dtype of t": dtype}, validate)
-    return _AllGatherRows.apply(t, sizes["t"], group)
+    return _gather_rows(t, sizes["t"], group)
 
 
 def _centres(y: torch.Tensor, w: Optional[torch.Tensor], sizes: Sequence[int], group):
     """Gather y and its weights (one collective) -> (Y, W or None)."""
     if w is None:
-        return _AllGatherRows.apply(y, sizes, group), None
-    yw = _AllGatherRows.apply(torch.cat([y, w], 1), sizes, group)
+        return _gather_rows(y, sizes, group), None
+    yw = _gather_rows(torch.cat([y, w], 1), sizes, group)
     return yw[:, : y.shape[1]], yw[:, y.shape[1]:]
 
 
@@ -408,7 +401,7 @@ def witness(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kernel: Kernel, g
         _check_kernel(kernel)
 
     sizes = _agree("witness", group, {"z": z, "x": x, "y": y}, {"kernel": kernel}, validate)
-    X, Y = _split_xy(_AllGatherRows.apply(torch.cat([x, y]), [n + m for n, m in zip(sizes["x"], sizes["y"])], group),
+    X, Y = _split_xy(_gather_rows(torch.cat([x, y]), [n + m for n, m in zip(sizes["x"], sizes["y"])], group),
                      sizes["x"], sizes["y"])
     return pairwise.witness(z, X, Y, kernel)
 
@@ -470,7 +463,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "bia
     family, params = _encode(kernel, x.shape[1])
     z_sizes = [n + m for n, m in zip(sizes["x"], sizes["y"])]
     local = torch.cat([x, y])
-    blocks = _AllGatherRows.apply(local, z_sizes, group).to(acc).split(z_sizes)
+    blocks = _gather_rows(local, z_sizes, group).to(acc).split(z_sizes)
     own = local.to(acc)
     weights = [_mmd2_weights(n, m, big_n, big_m, estimator, own) for n, m in zip(sizes["x"], sizes["y"])]
     a, b, diag = weights[rank]
@@ -486,7 +479,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "bia
         partial = partial - (diag * _self_diagonal(kernel, own)).sum()
     # keep the gathered rows in the graph on every rank, so every rank joins the backward collective
     partial = partial + blocks[0][:0].sum()
-    return _AllGatherRows.apply(partial.reshape(1), [1] * world, group).sum().to(x.dtype)
+    return _gather_rows(partial.reshape(1), [1] * world, group).sum().to(x.dtype)
 
 
 # ----------------------------------------------------------------------------- the communication formula
