@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
 import gankernels as gk
+from gankernels.bench import machine
 
 
 def inputs(kind: str, n: int, d: int, seed: int = 0):
@@ -44,13 +44,7 @@ def inputs(kind: str, n: int, d: int, seed: int = 0):
 
 
 def timed(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(machine.wall_times(fn, reps)) * 1e3
 
 
 def main(argv=None):

@@ -25,17 +25,6 @@ import gankernels as gk
 from gankernels.bench import machine
 
 
-def _times(fn, reps):
-    fn()
-    fn()
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def run(numel: int, reps: int, eta: float = 1e-3):
     x = torch.randn(numel, generator=torch.Generator().manual_seed(0))
     drift = torch.randn(numel, generator=torch.Generator().manual_seed(1))
@@ -50,7 +39,7 @@ def run(numel: int, reps: int, eta: float = 1e-3):
     ]
     rows = []
     for name, per_elem, fn in cases:
-        t = _times(fn, reps)
+        t = machine.wall_times(fn, reps, warmup=2)
         med = machine.percentile(t, 50)
         rows.append({"impl": name, "median_ms": med * 1e3, "p20_ms": machine.percentile(t, 20) * 1e3,
                      "p80_ms": machine.percentile(t, 80) * 1e3, "bytes": per_elem * numel,

@@ -105,17 +105,24 @@ def percentile(values: Sequence[float], q: float) -> float:
     return v[lo] + (v[hi] - v[lo]) * (pos - lo)
 
 
-def _best_time(fn: Callable[[], object], reps: int, sync: Callable[[], None]) -> float:
-    """The fastest of ``reps`` calls after one warm-up: a ceiling is what the machine can do."""
-    fn()
-    sync()
+def wall_times(fn: Callable[[], object], reps: int, warmup: int = 1,
+               sync: Callable[[], None] = lambda: None) -> List[float]:
+    """Wall-clock seconds of ``reps`` calls of ``fn`` after ``warmup`` untimed ones (``sync`` ends each call)."""
+    for _ in range(warmup):
+        fn()
+        sync()
     times: List[float] = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return times
+
+
+def _best_time(fn: Callable[[], object], reps: int, sync: Callable[[], None]) -> float:
+    """The fastest of ``reps`` calls after one warm-up: a ceiling is what the machine can do."""
+    return min(wall_times(fn, reps, 1, sync))
 
 
 def measure_ceilings(device: str = "cpu", gemm_n: Optional[int] = None, copy_elems: Optional[int] = None,

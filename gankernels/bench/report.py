@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .registry import IMPLS, VARIANT_OF, VARIANTS
 from .runner import ROW_FIELDS
+from ..train.runfiles import json_safe
 
 MODE_LABEL = {"fwd": "fwd", "bwd": "bwd", "fwdbwd": "fwd+bwd"}
 FAIL_LABEL = {"oom": "OOM", "too slow": "too slow", "unavailable": "n/a", "failed": "failed"}
@@ -314,19 +315,9 @@ def render_markdown(result: Dict, heading: str, plot_path: Optional[str] = None)
 
 # ----------------------------------------------------------------------------- files
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
 def write_json(result: Dict, path: str) -> None:
     with open(path, "w") as f:
-        json.dump(_jsonable(result), f, indent=1, allow_nan=False)
+        json.dump(json_safe(result), f, indent=1, allow_nan=False)
         f.write("\n")
 
 

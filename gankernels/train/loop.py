@@ -37,7 +37,7 @@ from .metrics import EVAL_SAMPLES, digits_classifier, evaluate
 from .parallel import check_batch, current_world, mean_logs, pairwise_ops, rank_device, session, wrap_ddp
 from .picture import save_picture
 from .recipes import Context, Recipe, data_kernel, make_recipe
-from .runfiles import atomic_write, check_folder, claim
+from .runfiles import atomic_write, check_folder, claim, json_safe
 
 __all__ = ["RunConfig", "train", "resume", "load_run", "sample", "CHECKPOINT"]
 
@@ -242,19 +242,9 @@ def _read_metrics(path: str, upto: Optional[int] = None) -> List[Dict[str, Any]]
     return rows
 
 
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def to_json(obj) -> str:
     """Strict JSON (RFC 8259): NaN and +-infinity become null."""
-    return json.dumps(_json_safe(obj), allow_nan=False)
+    return json.dumps(json_safe(obj), allow_nan=False)
 
 
 def _write_metrics(path: str, rows: List[Dict[str, Any]]) -> None:

@@ -8,16 +8,28 @@ gankernels run folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Iterable, Optional, Set
 
 from .errors import ConfigError
 
-__all__ = ["MANIFEST", "atomic_write", "read_manifest", "check_folder", "claim"]
+__all__ = ["MANIFEST", "json_safe", "atomic_write", "read_manifest", "check_folder", "claim"]
 
 MANIFEST = "gankernels-run.json"
 KIND = "gankernels.run-files/1"
 OWN = (MANIFEST, MANIFEST + ".tmp")
+
+
+def json_safe(obj):
+    """``obj`` with every non-finite float replaced by None (strict JSON has no NaN or infinity)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def atomic_write(path: str, write) -> None:
