@@ -242,13 +242,7 @@ def _time_calls(call, first_s: float, settings: Settings, device: str) -> List[f
             pass
     sync = _sync(device)
     reps = int(max(1, min(settings.max_reps, settings.budget_s // max(first_s, 1e-9))))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        call()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return times
+    return machine.wall_times(call, reps, warmup=0, sync=sync)
 
 
 def io_bytes(inputs: Dict[str, Any], out: torch.Tensor, grads: Sequence[str], mode: str) -> float:
