@@ -188,14 +188,13 @@ inline void recompute_close_row(const Job<T>& job, const double* xn, const doubl
 
 // z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
 template <typename T>
-void tile_z(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, int64_t i0, int64_t bi,
+void tile_z(const Job<T>& job, bool radial, const double* xn, const double* yn, int64_t i0, int64_t bi,
             int64_t j0, int64_t bj, Scratch<T>& s) {
   const int64_t D = job.D;
   const T* Xi = job.X + i0 * D;
   const T* Yj = job.Y + j0 * D;
   const T* X0i = (job.X0 ? job.X0 : job.X) + i0 * D;
   const T* Y0j = (job.Y0 ? job.Y0 : job.Y) + j0 * D;
-  const bool radial = fam.radial();
   T* z = s.z.data();
   s.close.clear();
   if (D <= kSmallD) {
@@ -371,15 +370,15 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
   const bool want_flow = job.flow_ar || job.flow_ac;
   const bool want_hvp = job.H != nullptr;
   const int64_t n = bi * bj;
-  tile_z(job, fam, xn, yn, i0, bi, j0, bj, s);
+  tile_z(job, radial, xn, yn, i0, bi, j0, bj, s);
   fam.eval(s.z.data(), n, want_sum ? s.v.data() : nullptr, (want_flow || want_hvp) ? s.d1.data() : nullptr,
            want_hvp ? s.d2.data() : nullptr, s.tmp.data());
   const T* Xi = job.X + i0 * D;
   const T* Yj = job.Y + j0 * D;
 
   if (want_sum) {
-    // A few weight columns go one matrix-vector product each (strided by C): BLAS's GEMM with n = C
-    // of 2..4 was measured ~2x slower than C of its n = 1 path (e.g. the unbiased mmd2's two columns).
+    // A few weight columns go one matrix-vector product each (strided by C): BLAS's GEMM with n = C of
+    // 2..4 is slower than C calls of its n = 1 path (bench/RESULTS.md, "Design measurements").
     const int64_t C = job.Cs, per_call = C <= 4 ? 1 : C;
     for (int64_t c = 0; c < C; c += per_call) {
       if (job.sum_wr)

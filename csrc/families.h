@@ -256,6 +256,75 @@ struct Family {
     return code == kLaplacian || code == kEnergy || (code == kPolyharmonic && p[1] == T(0)) || steep_flow;
   }
 
+  // The derived constants as the Triton engine reads them (`_phi` in gankernels/triton_engine.py), each
+  // rounded to T: {mixture count NP, integer parameter IP, constants...}.  Per component:
+  //   Gaussian [a, b, phi'(0), phi''(0)]; Laplacian [a, b];
+  //   RationalQuadratic / InverseMultiquadric [steep, beta-or-alpha, inv, c1, c2] + 13 pow_steep constants
+  //   (plain-loop head zeroed but for `steep` = 1 when the component is steep);
+  //   Polyharmonic [k/2, eps^2, k even, k/2 (k/2 - 1)] (IP = k); Polynomial [gamma, coef0, n gamma,
+  //   (n - 1) gamma] (IP = n, NP = bit length of n - 2).
+  std::vector<double> flat_constants() const {
+    std::vector<double> out{0.0, 0.0};
+    auto put = [&out](T v) { out.push_back(static_cast<double>(v)); };
+    switch (code) {
+      case kGaussian:
+      case kLaplacian:
+        for (const Comp& c : comps) {
+          put(c.a);
+          put(c.b);
+          if (code == kGaussian) {
+            put(c.g1);
+            put(c.g2);
+          }
+        }
+        out[0] = static_cast<double>(comps.size());
+        break;
+      case kRationalQuadratic:
+      case kInverseMultiquadric:
+        for (const Comp& c : comps) {
+          if (c.steep) {
+            out.insert(out.end(), {1.0, 0.0, 0.0, 0.0, 0.0});
+          } else if (code == kRationalQuadratic) {
+            out.push_back(0.0);
+            put(-c.beta);  // alpha
+            put(c.inv);
+            put(c.c1);
+            put(c.c2);
+          } else {
+            out.push_back(0.0);
+            put(c.beta);
+            put(c.bm1);
+            put(c.c1);  // c^2
+            out.push_back(0.0);
+          }
+          for (T v : {c.beta, c.bm1, c.i1, c.i2, c.s, c.cm, c.ks_hi, c.ks_lo, c.kb_hi, c.kb_lo, c.big, c.g1, c.g2})
+            put(v);
+        }
+        out[0] = static_cast<double>(comps.size());
+        break;
+      case kPolyharmonic: {
+        const int64_t k = static_cast<int64_t>(p[0]);
+        const double h = 0.5 * static_cast<double>(k);
+        const double eps = static_cast<double>(p[1]);
+        for (double v : {h, eps * eps, k % 2 == 0 ? 1.0 : 0.0, h * (h - 1.0)}) put(static_cast<T>(v));
+        out[0] = 1.0;
+        out[1] = static_cast<double>(k);
+        break;
+      }
+      case kPolynomial: {
+        for (T v : {pg, pc0, pn1, pm1}) put(v);
+        int64_t bits = 0;
+        for (int64_t m = degree >= 2 ? degree - 2 : 0; m > 0; m >>= 1) ++bits;
+        out[0] = static_cast<double>(bits);
+        out[1] = static_cast<double>(degree);
+        break;
+      }
+      default:  // Energy, Linear: no constants
+        break;
+    }
+    return out;
+  }
+
  private:
   static bool in_range(double v) { return v >= Limits<T>::lo() && v <= Limits<T>::hi(); }
   // a derivative at z = 0: itself, or 0 where it would overflow the products it enters

@@ -17,10 +17,10 @@
 //
 // Speed: the AES rounds run on the AES-NI / VAES units where the build enables
 // them (setup.py: -maes, -mvaes), otherwise on a portable table-driven software
-// round with the same bits (measured ~17 ns per normal on one core, ~15x the VAES
-// path).  ARS-7 costs 7 AES instructions per 2 blocks with VAES, against ~18
-// vector instructions per Philox round (the earlier generator here: 2.2 ns per
-// normal); the paper finds ARS-5 Crush-resistant, 7 rounds keep a margin.
+// round with the same bits (about 15x slower; bench/RESULTS.md, "Design measurements").
+// ARS-7 costs 7 AES instructions per 2 blocks with VAES, against ~18 vector
+// instructions per Philox round; the paper finds ARS-5 Crush-resistant, 7 rounds
+// keep a margin.
 // The Box-Muller part is plain loops over small arrays of lanes that the
 // compiler vectorises (AVX2: 8 lanes, the log and the sin/cos are short
 // polynomials, no libm calls).  Accuracy: log and sincos about 2e-7 relative;

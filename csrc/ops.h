@@ -1,5 +1,5 @@
 // The CPU kernels of every gankernels op, declared in one place; registration.cpp binds them to the
-// schemas.  Pairwise engine ops: pairwise.cpp.  Score and Langevin ops: score.cpp.  Pulling-away: pulling_away.cpp.
+// schemas.  Pairwise engine ops: pairwise.cpp.  Score: score.cpp; Langevin: langevin.cpp.  Pulling-away: pulling_away.cpp.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,6 +8,7 @@
 #include <array>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace gankernels {
 
@@ -25,7 +26,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
     const at::Tensor& grad, const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
     const at::Tensor& b, int64_t family, at::ArrayRef<double> params, std::array<bool, 4> mask);
 
-// score.cpp
+// score.cpp (smoothed score) and langevin.cpp (Langevin updates and chains)
 std::tuple<at::Tensor, at::Tensor> smoothed_score_cpu(const at::Tensor& x, const at::Tensor& y,
                                                       const std::optional<at::Tensor>& w, double sigma);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> smoothed_score_backward_cpu(
@@ -44,6 +45,9 @@ at::Tensor kernel_langevin_cpu(const at::Tensor& x, const at::Tensor& centers, c
                                int64_t seed);
 at::Tensor kde_langevin_cpu(const at::Tensor& x, const at::Tensor& data, at::ArrayRef<double> sigmas,
                             int64_t steps_per_sigma, double eps, int64_t seed);
+
+// pairwise.cpp: the family's derived constants in the layout the Triton engine reads (families.h)
+std::vector<double> family_constants(int64_t family, at::ArrayRef<double> params, at::ScalarType dtype);
 
 // pulling_away.cpp
 at::Tensor pulling_away_cpu(const at::Tensor& s, double eps, int64_t algorithm);

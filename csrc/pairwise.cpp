@@ -237,4 +237,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
   return {gx.to(dt), gy.to(dt), gA.to(dt), gB.to(dt)};
 }
 
+std::vector<double> family_constants(int64_t family, at::ArrayRef<double> params, at::ScalarType dtype) {
+  const std::vector<double> p(params.begin(), params.end());
+  return dtype == at::kDouble ? Family<double>(family, p).flat_constants() : Family<float>(family, p).flat_constants();
+}
+
 }  // namespace gankernels

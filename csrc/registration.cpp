@@ -34,6 +34,10 @@ TORCH_LIBRARY(gankernels, m) {
   // EBGAN pulling-away term
   m.def("pulling_away(Tensor s, float eps, int algorithm) -> Tensor");
   m.def("pulling_away_backward(Tensor grad, Tensor s, float eps, int algorithm) -> Tensor");
+  // a kernel family's parameter check and derived constants, computed once here for both engines
+  // (families.h: check_family_params, flat_constants): [mixture count, integer parameter, constants...],
+  // rounded to dtype's accumulation type.  No tensors: a host-side op with one kernel for every key.
+  m.def("family_constants(int family, float[] params, ScalarType dtype) -> float[]", &family_constants);
 }
 
 TORCH_LIBRARY_IMPL(gankernels, CPU, m) {

@@ -1,14 +1,14 @@
 """Argument checks of the raw ops, shared by the Triton launchers (and the fake kernels' device check).
 
 The C++ kernels check their arguments in C++ (``csrc/checks.h``, ``csrc/families.h``,
-``csrc/tensor_utils.h``); the Triton launchers of ``triton_engine``, ``triton_score`` and
-``triton_pulling_away`` are called by the dispatcher with the same raw arguments and
+``csrc/tensor_utils.h``); the Triton launchers of ``triton_engine``, ``triton_score``, ``triton_langevin``
+and ``triton_pulling_away`` are called by the dispatcher with the same raw arguments and
 apply the same rules here, before anything is launched: the kernel family code and
 its parameter list, then shapes, dtypes and devices.  Errors are ``ValueError`` /
 ``TypeError`` naming the argument, with the wording of the C++ checks.
 
-This module imports nothing from the package (the Triton tests load the launchers
-without the C++ extension).
+The kernel family's parameter rules are not repeated here: ``check_family`` asks the C++ library's
+``family_constants`` op, which applies ``check_family_params`` (csrc/families.h).
 """
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from . import _C  # noqa: F401  (the C++ library: family_constants)
+
 NUM_FAMILIES = 8
-MAX_INT_PARAM = float(2 ** 24)  # integer parameters must be exact in fp32
-FAMILY_NAMES = ("Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian", "Energy", "Polyharmonic",
-                "Polynomial", "Linear")
 
 
 def _require(ok: bool, msg: str, exc=ValueError) -> None:
@@ -49,10 +48,6 @@ def _positive(v: float) -> bool:
     return math.isfinite(v) and v > 0
 
 
-def _integer(v: float) -> bool:
-    return math.isfinite(v) and v == round(v) and abs(v) <= MAX_INT_PARAM
-
-
 def check_family(family, params: Sequence[float]) -> List[float]:
     """Validates a raw (family code, params) pair as the ops receive it; -> params as floats."""
     _require(isinstance(family, int) and not isinstance(family, bool),
@@ -64,41 +59,9 @@ def check_family(family, params: Sequence[float]) -> List[float]:
         p = [float(v) for v in params]
     except (TypeError, ValueError):
         raise TypeError(f"params must be a sequence of floats, got {params!r}") from None
-    name = FAMILY_NAMES[family]
-
-    def count(ok, layout):
-        _require(ok, f"params of kernel family {family} ({name}) must be {layout}, got {len(p)} value(s)")
-
-    def param(i, what, ok, rule):
-        _require(ok, f"params[{i}] ({what}) of kernel family {family} ({name}) must be {rule}, got {p[i]}")
-
-    if family in (0, 3):  # Gaussian, Laplacian: [sigma...]
-        count(len(p) >= 1, "[sigma_1, ..., sigma_K] with K >= 1")
-        for i in range(len(p)):
-            param(i, "sigma", _positive(p[i]), "positive and finite")
-    elif family == 1:  # RationalQuadratic: [lengthscale, alpha...]
-        count(len(p) >= 2, "[lengthscale, alpha_1, ..., alpha_K] with K >= 1")
-        param(0, "lengthscale", _positive(p[0]), "positive and finite")
-        for i in range(1, len(p)):
-            param(i, "alpha", _positive(p[i]), "positive and finite")
-    elif family == 2:  # InverseMultiquadric: [beta, c...]
-        count(len(p) >= 2, "[beta, c_1, ..., c_K] with K >= 1")
-        param(0, "beta", _finite(p[0]) and p[0] < 0, "negative and finite")
-        for i in range(1, len(p)):
-            param(i, "c", _positive(p[i]), "positive and finite")
-    elif family in (4, 7):  # Energy, Linear
-        count(not p, "empty")
-    elif family == 5:  # Polyharmonic: [k, eps]
-        count(len(p) == 2, "[k, eps]")
-        param(0, "k", _integer(p[0]), "an integer with |k| <= 2^24")
-        param(1, "eps", _finite(p[1]) and p[1] >= 0, "non-negative and finite")
-        param(1, "eps", p[0] > 0 or p[1] > 0, "positive when k <= 0")
-    else:  # Polynomial: [degree, gamma, coef0]
-        count(len(p) == 3, "[degree, gamma, coef0]")
-        param(0, "degree", _finite(p[0]) and float(p[0]).is_integer() and 1 <= p[0] <= 2.0 ** 53,
-              "an integer in [1, 2^53]")
-        param(1, "gamma", _positive(p[1]), "positive and finite")
-        param(2, "coef0", _finite(p[2]), "finite")
+    # the per-family parameter rules live in one place, the C++ check_family_params (csrc/families.h),
+    # which the family_constants op runs (ValueError naming params[i] and the family)
+    torch.ops.gankernels.family_constants(family, p, torch.float64)
     return p
 
 

@@ -291,13 +291,15 @@ CUDA_LAUNCHERS = {
     "kflow_backward": ("triton_engine", "kflow_backward"),
     "smoothed_score": ("triton_score", "smoothed_score"),
     "smoothed_score_backward": ("triton_score", "smoothed_score_backward"),
-    "langevin_step": ("triton_score", "langevin_step"),
-    "langevin_step_": ("triton_score", "langevin_step_"),
-    "kernel_langevin": ("triton_score", "kernel_langevin"),
-    "kde_langevin": ("triton_score", "kde_langevin"),
+    "langevin_step": ("triton_langevin", "langevin_step"),
+    "langevin_step_": ("triton_langevin", "langevin_step_"),
+    "kernel_langevin": ("triton_langevin", "kernel_langevin"),
+    "kde_langevin": ("triton_langevin", "kde_langevin"),
     "pulling_away": ("triton_pulling_away", "pulling_away"),
     "pulling_away_backward": ("triton_pulling_away", "pulling_away_backward"),
 }
+# ops without tensors (one C++ kernel serves every device): a family's parameter check and derived constants
+HOST_OPS = ("family_constants",)
 
 
 def _register_cuda() -> bool:

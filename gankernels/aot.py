@@ -1,6 +1,6 @@
 """Ahead-of-time compile check of the Triton kernels (no GPU needed).
 
-What: every ``@triton.jit`` kernel of ``triton_engine``, ``triton_score`` and
+What: every ``@triton.jit`` kernel of ``triton_engine``, ``triton_score``, ``triton_langevin`` and
 ``triton_pulling_away`` is compiled with ``triton.compile`` for sm_80 and sm_90
 in the configurations its launcher picks on CUDA, and each variant is checked
 for a compile error, register spills over ``SPILL_LIMIT`` bytes and static
@@ -9,7 +9,7 @@ registers, spill bytes, shared memory and how ``tl.dot`` was lowered
 (``wgmma`` / ``mma`` with the operand type, or ``FMA`` when neither appears).
 
 How: the block sizes and ``num_warps`` come from the launchers' config classes
-(``_Cfg`` of the engine and of the pulling-away module, built for a stand-in
+(``triton_utils.LaunchConfig``, built for a stand-in
 CUDA tensor of each dtype, with ``allow_tf32`` off and on); the flag
 combinations, pointer dtypes and family codes mirror the launch calls.
 Registers and spills come from the ``ptxas -v`` log of the compile (or a second
@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
+
+from .triton_utils import LaunchConfig
 
 ARCHS = (80, 90)
 SHARED_LIMIT = {80: 166_912, 90: 232_448}  # bytes per block with the opt-in carve-out
@@ -177,7 +179,7 @@ def _engine_variants(arch: int) -> List[Variant]:
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(te._Cfg, dt):
+        for (prec, _raw), cfg in _configs(LaunchConfig, dt):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
             cb = sorted({cfg.cblock(n) for n in _SIZES})
@@ -232,19 +234,20 @@ def _engine_variants(arch: int) -> List[Variant]:
 
 def _score_variants(arch: int) -> List[Variant]:
     from . import triton_engine as te
+    from . import triton_langevin as tlg
     from . import triton_score as ts
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(te._Cfg, dt):
+        for (prec, _raw), cfg in _configs(LaunchConfig, dt):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
             blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd)
             # every pointer of these kernels is in the accumulation dtype (inputs are shifted / upcast first)
             if prec == "ieee":  # no dot: one variant per dtype; the launcher's BLOCK = 1024, 4 warps
                 for noise in (False, True):
-                    sig = _sig(ts._langevin_kernel, {"X": dt, "DR": dt, "OUT": dt, "SC": acc}, i64=("seed",))
-                    out.append(Variant("triton_score", "_langevin_kernel", arch, (dt,), "-", sig,
+                    sig = _sig(tlg._langevin_kernel, {"X": dt, "DR": dt, "OUT": dt, "SC": acc}, i64=("seed",))
+                    out.append(Variant("triton_langevin", "_langevin_kernel", arch, (dt,), "-", sig,
                                        dict(NOISE=noise, BLOCK=1024), 4, representative=noise))
             for bo in ob:
                 top = bo == max(ob)
@@ -270,9 +273,9 @@ def _score_variants(arch: int) -> List[Variant]:
                     for fam in _FAMILIES:
                         if fam != 0 and not top:
                             continue
-                        sig = _sig(ts._flow_step_kernel, {k: acc for k in ("X", "C", "W", "P", "XOUT", "SC")},
+                        sig = _sig(tlg._flow_step_kernel, {k: acc for k in ("X", "C", "W", "P", "XOUT", "SC")},
                                    i64=("seed",))
-                        out.append(Variant("triton_score", "_flow_step_kernel", arch, (dt,), prec, sig,
+                        out.append(Variant("triton_langevin", "_flow_step_kernel", arch, (dt,), prec, sig,
                                            dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise, **blk,
                                                 BLOCK_O=bo),
                                            cfg.num_warps, representative=top and noise and fam == 0, top=top))
@@ -284,38 +287,38 @@ def _pulling_away_variants(arch: int) -> List[Variant]:
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, raw), cfg in _configs(tp._Cfg, dt):
+        for (prec, raw), cfg in _configs(LaunchConfig, dt):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
-            first = (prec, raw) == _configs(tp._Cfg, dt)[0][0]
+            first = (prec, raw) == _configs(LaunchConfig, dt)[0][0]
             for bo in ob:
                 top = bo == max(ob)
                 if first:  # no dot in these two
                     sig = _sig(tp._norm_kernel, {"S": dt, "EPS": "fp64", "INV": acc, "Q": acc, "PROJ": acc})
                     out.append(Variant("triton_pulling_away", "_norm_kernel", arch, (dt,), "-", sig,
-                                       dict(ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=bo), cfg.warps,
+                                       dict(ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
                                        representative=top, top=top))
                     for diag in (False, True):
                         sig = _sig(tp._finish_kernel, {"S": dt, "INV": acc, "Q": acc, "PROJ": acc, "H": acc,
                                                        "C": acc, "OUT": dt})
                         out.append(Variant("triton_pulling_away", "_finish_kernel", arch, (dt,), "-", sig,
-                                           dict(DIAG=diag, ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=bo), cfg.warps,
+                                           dict(DIAG=diag, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
                                            representative=top and diag, top=top))
                 sig = _sig(tp._gram_h_kernel, {"S": dt, "INV": acc, "H": acc})
                 out.append(Variant("triton_pulling_away", "_gram_h_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC_RAW=raw, PREC=cfg.prec, BLOCK_I=cfg.bt, BLOCK_J=cfg.bt,
-                                        BLOCK_D=cfg.bd, BLOCK_O=bo), cfg.warps, representative=top and first, top=top))
+                                   dict(ACC=cfg.acc, PREC_RAW=raw, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bi,
+                                        BLOCK_D=cfg.bd, BLOCK_O=bo), cfg.num_warps, representative=top and first, top=top))
                 sig = _sig(tp._cov_kernel, {"S": dt, "INV": acc, "PART": acc})
                 out.append(Variant("triton_pulling_away", "_cov_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.rows, BLOCK_A=bo, BLOCK_B=bo),
-                                   cfg.warps, representative=top and first, top=top))
+                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bo, BLOCK_B=bo),
+                                   cfg.num_warps, representative=top and first, top=top))
                 sig = _sig(tp._cov_h_kernel, {"S": dt, "INV": acc, "G": acc, "H": acc})
                 out.append(Variant("triton_pulling_away", "_cov_h_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bt, BLOCK_K=cfg.bd, BLOCK_O=bo),
-                                   cfg.warps, representative=top and first, top=top))
+                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo),
+                                   cfg.num_warps, representative=top and first, top=top))
             sig = _sig(tp._gram_fwd_kernel, {"S": dt, "INV": acc, "PART": acc})
             out.append(Variant("triton_pulling_away", "_gram_fwd_kernel", arch, (dt,), prec, sig,
-                               dict(ACC=cfg.acc, PREC_RAW=raw, BLOCK=cfg.bt, BLOCK_D=cfg.bd), cfg.warps,
+                               dict(ACC=cfg.acc, PREC_RAW=raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd), cfg.num_warps,
                                representative=first))
     return out
 

@@ -33,6 +33,13 @@ code  family               params
 7     Linear               []
 ====  ===================  ===============================================
 
+Each family is defined here once: its code, its parameter checks and
+encoding, ``at_zero`` (phi(0) = k(a, a)) and ``profile`` (phi of a tensor of
+squared distances, or psi of dot products: the dense float64 reference of the
+tests, twice differentiable by autograd).  The engines' derived constants come
+from one place, csrc/families.h (``Family``, also read by the Triton engine);
+``from_code`` turns an op's (family, params) back into a kernel.
+
 Behaviour at r = 0 for the kernels with a kink there (Laplacian, Energy,
 Polyharmonic with eps = 0 and k < 2 ... or k even): the value is the limit
 (1 per bandwidth, 0, 0) and the gradient and Hessian terms are defined as 0,
@@ -43,11 +50,13 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
 
 __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian",
-    "Energy", "Polyharmonic", "Polynomial", "Linear",
+    "Energy", "Polyharmonic", "Polynomial", "Linear", "from_code",
 ]
 
 Floats = Union[float, int, Sequence[float]]
@@ -131,6 +140,18 @@ class Kernel:
         """phi(0) = k(a, a) of a radial kernel (the diagonal the unbiased MMD^2 drops)."""
         raise TypeError(f"not a radial kernel: {self!r}")
 
+    def profile(self, z: torch.Tensor, dim: Optional[int] = None) -> torch.Tensor:
+        """phi(z) elementwise (radial: z = ||a - b||^2; dot-product: z = a . b, ``dim`` = D resolves a
+        default gamma), in z's dtype, twice differentiable; at a kink the value is the limit and autograd
+        gives derivatives of exactly 0 there."""
+        raise NotImplementedError
+
+
+def _safe_pow(q: torch.Tensor, p: float) -> torch.Tensor:
+    """``q ** p`` for ``q >= 0`` with value 0 (``p > 0``) and gradient 0 where ``q == 0``; NaN stays NaN."""
+    zero = q == 0
+    return torch.where(zero, torch.zeros_like(q), torch.where(zero, torch.ones_like(q), q) ** p)
+
 
 @dataclass(frozen=True)
 class Gaussian(Kernel):
@@ -153,6 +174,9 @@ class Gaussian(Kernel):
     def at_zero(self):
         return float(len(self.sigmas))
 
+    def profile(self, z, dim=None):
+        return sum(torch.exp(-z / (2.0 * sig * sig)) for sig in self.sigmas)
+
 
 @dataclass(frozen=True)
 class RationalQuadratic(Kernel):
@@ -171,6 +195,10 @@ class RationalQuadratic(Kernel):
 
     def at_zero(self):
         return float(len(self.alphas))
+
+    def profile(self, z, dim=None):
+        l2 = self.lengthscale ** 2
+        return sum((1.0 + z / (2.0 * a * l2)) ** (-a) for a in self.alphas)
 
 
 @dataclass(frozen=True)
@@ -191,6 +219,9 @@ class InverseMultiquadric(Kernel):
     def at_zero(self):
         return float(sum(c ** (2.0 * self.beta) for c in self.scales))
 
+    def profile(self, z, dim=None):
+        return sum((c * c + z) ** self.beta for c in self.scales)
+
 
 @dataclass(frozen=True)
 class Laplacian(Kernel):
@@ -208,6 +239,10 @@ class Laplacian(Kernel):
     def at_zero(self):
         return float(len(self.sigmas))
 
+    def profile(self, z, dim=None):
+        r = _safe_pow(z, 0.5)
+        return sum(torch.exp(-r / sig) for sig in self.sigmas)
+
 
 @dataclass(frozen=True)
 class Energy(Kernel):
@@ -220,6 +255,9 @@ class Energy(Kernel):
 
     def at_zero(self):
         return 0.0
+
+    def profile(self, z, dim=None):
+        return -_safe_pow(z, 0.5)
 
 
 @dataclass(frozen=True)
@@ -250,6 +288,14 @@ class Polyharmonic(Kernel):
         if self.eps == 0.0:
             return 0.0
         return self.eps ** self.k * (math.log(self.eps) if self.k % 2 == 0 else 1.0)
+
+    def profile(self, z, dim=None):
+        q = z + self.eps * self.eps  # rho^2; eps > 0: q >= eps^2 > 0, smooth everywhere (k may be <= 0)
+        zero = q == 0
+        # eps = 0: the limit 0 at rho = 0, with derivatives 0 there (NaN stays NaN)
+        qs = q if self.eps > 0 else torch.where(zero, torch.ones_like(q), q)
+        val = qs ** (0.5 * self.k) if self.k % 2 else qs ** (0.5 * self.k) * torch.log(qs) * 0.5
+        return val if self.eps > 0 else torch.where(zero, torch.zeros_like(q), val)
 
 
 # Largest Polynomial degree: the degree reaches the engines exactly as a float parameter (integers up to
@@ -286,6 +332,12 @@ class Polynomial(Kernel):
         gamma = 1.0 / dim if self.gamma is None else self.gamma
         return self.family, (float(self.degree), gamma, self.coef0)
 
+    def profile(self, z, dim=None):
+        if self.gamma is None and dim is None:
+            raise ValueError("Polynomial.profile needs dim when gamma is None (gamma = 1 / dim)")
+        gamma = 1.0 / dim if self.gamma is None else self.gamma
+        return (gamma * z + self.coef0) ** self.degree
+
 
 @dataclass(frozen=True)
 class Linear(Kernel):
@@ -296,3 +348,26 @@ class Linear(Kernel):
 
     def encode(self, dim):
         return self.family, ()
+
+    def profile(self, z, dim=None):
+        return z
+
+
+def from_code(family: int, params: Sequence[float]) -> Kernel:
+    """The kernel of an op's (family code, params), the inverse of ``encode`` (Polynomial: gamma as encoded)."""
+    p = [float(v) for v in params]
+    if family in (GAUSSIAN, LAPLACIAN):
+        return (Gaussian if family == GAUSSIAN else Laplacian)(tuple(p))
+    if family == RATIONAL_QUADRATIC:
+        return RationalQuadratic(tuple(p[1:]), p[0])
+    if family == INVERSE_MULTIQUADRIC:
+        return InverseMultiquadric(tuple(p[1:]), p[0])
+    if family == ENERGY:
+        return Energy()
+    if family == POLYHARMONIC:
+        return Polyharmonic(int(p[0]), p[1])
+    if family == POLYNOMIAL:
+        return Polynomial(int(p[0]), p[1], p[2])
+    if family == LINEAR:
+        return Linear()
+    raise ValueError(f"unknown kernel family code {family}")

@@ -46,17 +46,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from .kernels import (
-    Energy,
-    Gaussian,
-    InverseMultiquadric,
-    Kernel,
-    Laplacian,
-    Linear,
-    Polyharmonic,
-    Polynomial,
-    RationalQuadratic,
-)
+from .kernels import Kernel, Linear, Polynomial
 
 __all__ = [
     "gram", "sqdist", "radial_profile", "dot_profile", "kernel_sum", "kernel_flow", "mmd2", "witness", "kid",
@@ -78,57 +68,18 @@ def sqdist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _safe_pow(q: torch.Tensor, p: float) -> torch.Tensor:
-    """``q ** p`` for ``q >= 0`` with value 0 (``p > 0``) and gradient 0 where ``q == 0``."""
-    pos = q > 0
-    return torch.where(pos, torch.where(pos, q, torch.ones_like(q)) ** p, torch.zeros_like(q))
-
-
-def _safe_sqrt(s: torch.Tensor) -> torch.Tensor:
-    return _safe_pow(s, 0.5)
-
-
 def radial_profile(kernel: Kernel, s: torch.Tensor) -> torch.Tensor:
-    """``phi(s)`` elementwise for a radial kernel, ``k(a, b) = phi(||a - b||^2)`` (docs/MATH.md §1)."""
-    if isinstance(kernel, Gaussian):
-        return sum(torch.exp(-s / (2.0 * sig * sig)) for sig in kernel.sigmas)
-    if isinstance(kernel, RationalQuadratic):
-        l2 = kernel.lengthscale ** 2
-        return sum((1.0 + s / (2.0 * a * l2)) ** (-a) for a in kernel.alphas)
-    if isinstance(kernel, InverseMultiquadric):
-        return sum((c * c + s) ** kernel.beta for c in kernel.scales)
-    if isinstance(kernel, Laplacian):
-        r = _safe_sqrt(s)
-        return sum(torch.exp(-r / sig) for sig in kernel.sigmas)
-    if isinstance(kernel, Energy):
-        return -_safe_sqrt(s)
-    if isinstance(kernel, Polyharmonic):
-        k, eps = kernel.k, kernel.eps
-        q = s + eps * eps  # rho^2
-        if eps > 0:
-            # q >= eps^2 > 0: smooth everywhere, k may be <= 0.
-            if k % 2:
-                return q ** (0.5 * k)
-            return q ** (0.5 * k) * torch.log(q) * 0.5
-        # eps = 0 (then k >= 1): value is the limit 0 at rho = 0, gradient and Hessian 0 there.
-        pos = q > 0
-        qs = torch.where(pos, q, torch.ones_like(q))
-        if k % 2:
-            val = qs ** (0.5 * k)
-        else:
-            val = qs ** (0.5 * k) * torch.log(qs) * 0.5
-        return torch.where(pos, val, torch.zeros_like(q))
-    raise TypeError(f"kernel must be a radial gankernels kernel, got {type(kernel).__name__}")
+    """``phi(s)`` elementwise for a radial kernel, ``k(a, b) = phi(||a - b||^2)`` (``Kernel.profile``)."""
+    if not (isinstance(kernel, Kernel) and kernel.radial):
+        raise TypeError(f"kernel must be a radial gankernels kernel, got {type(kernel).__name__}")
+    return kernel.profile(s)
 
 
 def dot_profile(kernel: Kernel, t: torch.Tensor, dim: int) -> torch.Tensor:
     """``psi(t)`` elementwise for a dot-product kernel, ``k(a, b) = psi(a . b)``; ``dim`` = D resolves gamma."""
-    if isinstance(kernel, Polynomial):
-        gamma = 1.0 / dim if kernel.gamma is None else kernel.gamma
-        return (gamma * t + kernel.coef0) ** kernel.degree
-    if isinstance(kernel, Linear):
-        return t
-    raise TypeError(f"kernel must be a dot-product gankernels kernel, got {type(kernel).__name__}")
+    if not isinstance(kernel, Kernel) or kernel.radial:
+        raise TypeError(f"kernel must be a dot-product gankernels kernel, got {type(kernel).__name__}")
+    return kernel.profile(t, dim)
 
 
 def gram(kernel: Kernel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

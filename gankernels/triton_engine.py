@@ -56,7 +56,8 @@ Limits:
   evaluated by repeated squaring, O(log n) products (negative bases allowed);
   other powers use ``exp(e log q)`` with ``q > 0``.
 * Extreme but valid parameters (tiny / huge bandwidths and scales): constants
-  are folded in fp64 on the host for the accumulation dtype; a coefficient that
+  are derived once, by the C++ engine's ``Family`` (fp64, rounded to the
+  accumulation dtype; ``_kernel_params``); a coefficient that
   overflows it is applied as ``a (b z)``, ``phi'(0)`` / ``phi''(0)`` that would
   overflow are 0, and RationalQuadratic / InverseMultiquadric components out of
   range take ``_pow_steep`` (a runtime branch per component; see
@@ -80,22 +81,16 @@ Limits:
 """
 from __future__ import annotations
 
-import math
+import functools
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from . import _C  # noqa: F401  (the C++ library: family_constants)
 from . import _checks
-from .triton_utils import device_constants, interpreting, on_input_device, precision_of_fp32_contractions
-
-try:  # importing this module must work without triton
-    import triton
-    import triton.language as tl
-    HAS_TRITON = True
-except Exception:  # pragma: no cover - depends on the environment
-    triton = None
-    tl = None
-    HAS_TRITON = False
+from .triton_utils import (
+    HAS_TRITON, LaunchConfig, as_rows, device_constants, on_input_device, row_stride, tl, triton,
+)
 
 __all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "HAS_TRITON"]
 
@@ -489,204 +484,28 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # Python side: parameters, configuration, launchers
 # ----------------------------------------------------------------------------
-class _Lim:
-    """Limits of the accumulation dtype for the derived constants (the C++ engine's ``Limits``, csrc/families.h)."""
-
-    def __init__(self, dtype):
-        fi = torch.finfo(dtype)
-        self.dtype = dtype
-        self.max = float(fi.max)
-        self.tiny = float(fi.tiny)  # smallest normal
-        emax = 128 if dtype == torch.float32 else 1024
-        self.hi = math.ldexp(1.0, emax // 3)  # constants in [1/hi, hi] take the plain formulas
-        self.lo = 1.0 / self.hi
-        self.big = 1.0 / float(fi.eps)
-        self.exp_room = 60.0 if dtype == torch.float32 else 600.0
-
-    def round(self, v: float) -> float:
-        """v rounded to the dtype (inf where it overflows)."""
-        if self.dtype == torch.float64:
-            return float(v)
-        return float(torch.tensor(v, dtype=torch.float64).to(self.dtype).item())
-
-    def at_zero(self, g: float) -> float:
-        """A derivative at z = 0, or 0 where it would overflow the products it enters."""
-        return g if abs(g) <= self.max / 256.0 else 0.0
-
-    def split(self, u: float, root: float) -> Tuple[float, float]:
-        """(a, b) with a b = u: b = 1 unless u overflows the dtype, then a = b = sqrt(u) (clamped)."""
-        if u <= self.max:
-            return u, 1.0
-        r = min(root, self.max)
-        return r, r
-
-    def hi_lo(self, v: float) -> Tuple[float, float]:
-        h = self.round(v)
-        return h, (v - h if math.isfinite(h) else 0.0)
-
-
-def _safe_exp(v: float) -> float:
-    try:
-        return math.exp(v)
-    except OverflowError:
-        return math.inf
-
-
-def _pow_steep_params(lim: _Lim, beta: float, s: float, log_s: float, inv_root: float, log_c: float,
-                      rq: bool) -> List[float]:
-    """The 13 constants of ``_pow_steep`` for C (1 + z/s)^beta (RQ: C = 1, IMQ: C = s^beta)."""
-    i1, i2 = lim.split(1.0 / s if s > 0 else math.inf, inv_root)
-    C = _safe_exp(log_c)
-    cm, ks, kb, big = 1.0, (0.0, 0.0), (0.0, 0.0), lim.big
-    if rq:  # beyond big: exp(beta (log(z + s) - log s))
-        kb = lim.hi_lo(-log_s)
-    elif lim.tiny <= C <= lim.max:
-        cm = C
-        big = min(lim.big, math.expm1(min(lim.exp_room / abs(beta), 700.0)))
-    else:  # C not representable: beta (log1p(z/s) + log s)
-        ks = lim.hi_lo(log_s)
-    g1 = lim.at_zero(beta * _safe_exp(log_c - log_s))
-    g2 = lim.at_zero(beta * (beta - 1.0) * _safe_exp(log_c - 2.0 * log_s))
-    return [beta, beta - 1.0, i1, i2, s, cm, ks[0], ks[1], kb[0], kb[1], big, g1, g2]
-
-
 def _kernel_params(family: int, params: Sequence[float], dtype=torch.float32) -> Tuple[List[float], int, int]:
-    """(derived constants for ``_phi``, mixture count NP, integer parameter IP), folded in fp64 for ``dtype``.
+    """(derived constants for ``_phi``, mixture count NP, integer parameter IP) for accumulation ``dtype``.
 
-    Extreme but valid parameters follow the C++ engine (csrc/families.h): a coefficient that
-    overflows the dtype is split as a (b z) with a b = u, phi'(0) / phi''(0) that would overflow are 0 (they
-    only multiply x_i - y_j = 0), and RationalQuadratic / InverseMultiquadric components whose scale leaves
-    [2^-e, 2^e] (e = 42 fp32, 341 fp64) take ``_pow_steep``.
+    The constants are derived once, by the C++ engine's ``Family`` (csrc/families.h, ``flat_constants``):
+    folded in fp64, rounded to the dtype, with the same handling of extreme parameters on both engines.
     """
-    p = [float(v) for v in params]
-    lim = _Lim(dtype)
-    if family in (GAUSSIAN, LAPLACIAN):
-        if not p:
-            raise ValueError("Gaussian / Laplacian kernels need at least one sigma")
-        out = []
-        for s in p:
-            if family == GAUSSIAN:
-                u = 0.5 / (s * s) if s * s > 0 else math.inf
-                out += list(lim.split(u, math.sqrt(0.5) / s)) + [lim.at_zero(-u), lim.at_zero(u * u)]
-            else:
-                out += list(lim.split(1.0 / s if s > 0 else math.inf, 1.0 / math.sqrt(s)))
-        return out, len(p), 0
-    if family == RATIONAL_QUADRATIC:
-        if len(p) < 2:
-            raise ValueError("RationalQuadratic params are [lengthscale, alpha...]")
-        l = p[0]
-        out = []
-        for a in p[1:]:
-            w = 2.0 * a * l * l
-            c1 = 0.5 / l / l
-            c2 = (a + 1.0) / a * c1 * c1
-            plain = lim.lo <= w <= lim.hi and lim.lo <= c1 <= lim.hi and c2 <= lim.hi and a <= 8.0
-            log_s = math.log(2.0 * a) + 2.0 * math.log(l)
-            head = [0.0, a, 1.0 / w, c1, c2] if plain else [1.0, 0.0, 0.0, 0.0, 0.0]
-            out += head + _pow_steep_params(lim, -a, w, log_s, 1.0 / (l * math.sqrt(2.0 * a)), 0.0, True)
-        return out, len(p) - 1, 0
-    if family == INVERSE_MULTIQUADRIC:
-        if len(p) < 2:
-            raise ValueError("InverseMultiquadric params are [beta, c...]")
-        b = p[0]
-        out = []
-        for c in p[1:]:
-            s = c * c
-            log_s = 2.0 * math.log(c)
-            head = [0.0, b, b - 1.0, s, 0.0] if lim.lo <= s <= lim.hi else [1.0, 0.0, 0.0, 0.0, 0.0]
-            out += head + _pow_steep_params(lim, b, s, log_s, 1.0 / c, b * log_s, False)
-        return out, len(p) - 1, 0
-    if family == ENERGY:
-        return [], 0, 0
-    if family == POLYHARMONIC:
-        if len(p) != 2:
-            raise ValueError("Polyharmonic params are [k, eps]")
-        k = int(round(p[0]))
-        h = 0.5 * k
-        return [h, p[1] * p[1], 1.0 if k % 2 == 0 else 0.0, h * (h - 1.0)], 1, k
-    if family == POLYNOMIAL:
-        if len(p) != 3:
-            raise ValueError("Polynomial params are [degree, gamma, coef0]")
-        if not (math.isfinite(p[0]) and 1.0 <= p[0] <= 2.0 ** 53 and p[0] == math.floor(p[0])):
-            raise ValueError(f"Polynomial degree must be an integer in [1, 2^53], got {p[0]}")
-        n = int(p[0])  # exact: an integer up to 2^53 is exact in the float params
-        g = p[1]
-        return [g, p[2], n * g, (n - 1) * g], max(n - 2, 0).bit_length(), n
-    if family == LINEAR:
-        return [], 0, 0
-    raise ValueError(f"unknown kernel family code {family}")
+    return _flat_constants(int(family), tuple(float(v) for v in params), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_constants(family: int, params: Tuple[float, ...], dtype) -> Tuple[List[float], int, int]:
+    flat = torch.ops.gankernels.family_constants(family, list(params), dtype)
+    return flat[2:], int(flat[0]), int(flat[1])
 
 
 def _param_tensor(family, params, dtype, device):
     """(derived constants as a cached device tensor, mixture count NP, integer parameter IP)."""
-    vals, n_mix, ip = _kernel_params(int(family), params, dtype)
+    vals, n_mix, ip = _kernel_params(family, params, dtype)
     return device_constants(vals, dtype, device), n_mix, ip
 
 
-_interpreting = interpreting
-
-
-def _pow2(n: int, lo: int, hi: int) -> int:
-    v = lo
-    while v < n and v < hi:
-        v *= 2
-    return v
-
-
-class _Cfg:
-    """Everything a launch needs that depends only on dtype / device."""
-
-    def __init__(self, x: torch.Tensor):
-        if not HAS_TRITON:
-            raise RuntimeError("gankernels.triton_engine needs triton")
-        if x.device.type != "cuda" and not _interpreting():
-            raise RuntimeError("the Triton engine runs on CUDA tensors (or on CPU under TRITON_INTERPRET=1)")
-        fp64 = x.dtype == torch.float64
-        self.acc_torch = torch.float64 if fp64 else torch.float32
-        self.acc = tl.float64 if fp64 else tl.float32
-        tf32 = precision_of_fp32_contractions(x) == "tf32"
-        self.prec = "tf32" if tf32 else "ieee"
-        if _interpreting():
-            self.bi = self.bj = self.bd = self.bc = 16
-            self.hvp_bj = 16
-            self.max_o = 16
-            self.num_warps = self.hvp_warps = 1
-        elif fp64:
-            self.bi, self.bj, self.bd, self.bc = 32, 32, 16, 16
-            self.hvp_bj = 32
-            self.max_o = 32
-            self.num_warps = 4
-            self.hvp_warps = 8
-        else:
-            self.bi, self.bj, self.bd, self.bc = 64, 64, 32, 32
-            self.hvp_bj = 32
-            self.max_o = 64
-            self.num_warps = 8  # 4 warps spill on sm_90 (ptxas -v), 8 do not
-            self.hvp_warps = 8
-
-    def cblock(self, c: int) -> int:
-        return _pow2(c, 16, self.bc)
-
-    def oblock(self, n: int) -> int:
-        return _pow2(n, 16, self.max_o)
-
-
-def _rows(t: torch.Tensor, dtype) -> torch.Tensor:
-    """2-D, input dtype, unit column stride (row stride passed to the kernel)."""
-    if t.dtype != dtype:
-        t = t.to(dtype)
-    if t.dim() != 2:
-        raise ValueError(f"expected a 2-D tensor, got shape {tuple(t.shape)}")
-    if t.size(1) > 1 and t.stride(1) != 1:
-        t = t.contiguous()
-    return t
-
-
-def _rs(t: torch.Tensor) -> int:
-    return t.stride(0) if t.size(0) > 1 else max(t.size(1), 1)
-
-
-def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, flow, self_mode):
+def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode):
     NR, D = R.shape
     NQ = Q.shape[0]
     C = QC.shape[1]
@@ -702,7 +521,7 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, flow, self_mode):
     _pair_kernel[grid](
         R, Q, RCt, QC, out, P,
         NR, NQ, D, C, NO,
-        _rs(R), _rs(Q), _rs(RCt), _rs(QC), _rs(out),
+        row_stride(R), row_stride(Q), row_stride(RCt), row_stride(QC), row_stride(out),
         np_, ip,
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode,
         ACC=cfg.acc, PREC=cfg.prec,
@@ -712,7 +531,7 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, flow, self_mode):
     return out
 
 
-def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, side, self_mode, accum_d):
+def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self_mode, accum_d):
     NR, D = R.shape
     NQ = Q.shape[0]
     C = RC.shape[1]
@@ -735,7 +554,7 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, side, self_mo
     _hvp_kernel[grid](
         R, Q, H, RC, QC, od, oc, P,
         NR, NQ, D, C,
-        _rs(R), _rs(Q), _rs(H), _rs(RC), _rs(QC), _rs(od), _rs(oc),
+        row_stride(R), row_stride(Q), row_stride(H), row_stride(RC), row_stride(QC), row_stride(od), row_stride(oc),
         np_, ip,
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, SIDE=side, SELF=self_mode,
         NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum_d,
@@ -752,14 +571,14 @@ def _prepare(x, y, family):
     dtype = x.dtype
     if not dtype.is_floating_point:
         raise TypeError(f"x must be a floating tensor, got {dtype}")
-    cfg = _Cfg(x)
+    cfg = LaunchConfig(x)
     if y is not None and (y.dim() != 2 or y.size(1) != x.size(1)):
         raise ValueError(f"x and y must be 2-D with the same dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
     x, y = _shift_radial(int(family), x, y)
-    xr = _rows(x, dtype)
+    xr = as_rows(x, dtype)
     if y is None:
         return cfg, dtype, xr, xr, True
-    return cfg, dtype, xr, _rows(y, dtype), False
+    return cfg, dtype, xr, as_rows(y, dtype), False
 
 
 def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
@@ -795,11 +614,11 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    wr = _rows(w, dtype)
+    wr = as_rows(w, dtype)
     if wr.size(0) != yr.size(0):
         raise ValueError(f"w must have {yr.size(0)} rows, got shape {tuple(w.shape)}")
     out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
-    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, False, self_mode)
+    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode)
     return out.to(dtype)
 
 
@@ -811,8 +630,8 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    gr = _rows(g, dtype)
-    wr = _rows(w, dtype)
+    gr = as_rows(g, dtype)
+    wr = as_rows(w, dtype)
     N, D = xr.shape
     M = yr.shape[0]
     C = wr.shape[1]
@@ -827,13 +646,13 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     if mask[0]:
         if self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
             _launch_pair(cfg, fam, P, np_, ip, xr, xr, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx,
-                         True, True)
+                         flow=True, self_mode=True)
         else:
-            _launch_pair(cfg, fam, P, np_, ip, xr, yr, gr, wr, gx, True, False)
+            _launch_pair(cfg, fam, P, np_, ip, xr, yr, gr, wr, gx, flow=True, self_mode=False)
     if mask[1] and not self_mode:
-        _launch_pair(cfg, fam, P, np_, ip, yr, xr, wr, gr, gy, True, False)
+        _launch_pair(cfg, fam, P, np_, ip, yr, xr, wr, gr, gy, flow=True, self_mode=False)
     if mask[2]:
-        _launch_pair(cfg, fam, P, np_, ip, yr, xr, None, gr, gw, False, self_mode)
+        _launch_pair(cfg, fam, P, np_, ip, yr, xr, None, gr, gw, flow=False, self_mode=self_mode)
     return gx.to(dtype), gy.to(dtype), gw.to(dtype)
 
 
@@ -845,10 +664,10 @@ def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    ar = _rows(a, dtype)
-    br = _rows(b, dtype)
+    ar = as_rows(a, dtype)
+    br = as_rows(b, dtype)
     out = torch.empty(xr.shape, dtype=cfg.acc_torch, device=x.device)
-    _launch_pair(cfg, fam, P, np_, ip, xr, yr, ar, br, out, True, self_mode)
+    _launch_pair(cfg, fam, P, np_, ip, xr, yr, ar, br, out, flow=True, self_mode=self_mode)
     return out.to(dtype)
 
 
@@ -861,9 +680,9 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
     cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    hr = _rows(h, dtype)
-    ar = _rows(a, dtype)
-    br = _rows(b, dtype)
+    hr = as_rows(h, dtype)
+    ar = as_rows(a, dtype)
+    br = as_rows(b, dtype)
     N, D = xr.shape
     M = yr.shape[0]
     C = ar.shape[1]
@@ -877,16 +696,16 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
         gy = _empty(0, D, x, acc)
         # role 1 (rows of x own the flow outputs): gx part 1 and ga
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
-                    0, True, False)
+                    side=0, self_mode=True, accum_d=False)
         # role 2 (x as the looped-over set): gx part 2 (accumulated) and gb
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, br, ar, gx if mask[0] else None, gb if mask[3] else None,
-                    1, True, True)
+                    side=1, self_mode=True, accum_d=True)
     else:
         gy = torch.empty((M, D), dtype=acc, device=dev) if mask[1] else _empty(M, D, x, acc)
         _launch_hvp(cfg, fam, P, np_, ip, xr, yr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
-                    0, False, False)
+                    side=0, self_mode=False, accum_d=False)
         _launch_hvp(cfg, fam, P, np_, ip, yr, xr, hr, br, ar, gy if mask[1] else None, gb if mask[3] else None,
-                    1, False, False)
+                    side=1, self_mode=False, accum_d=False)
     return gx.to(dtype), gy.to(dtype), ga.to(dtype), gb.to(dtype)
 
 

@@ -26,7 +26,7 @@ What is fused: the normalisation is applied to the tiles in registers (raw rows
 are loaded; Sh is never written); squaring and summing happen in the GEMM
 epilogue; the gradient's projection onto the sphere is one pass over H.
 Memory: inv, q, proj ([N]), H ([N, D], accumulation dtype), partials of at most
-``_TARGET_PROGRAMS`` D-tiles (covariance) or one value per row block (Gram):
+``LaunchConfig.target_programs`` D-tiles (covariance) or one value per row block (Gram):
 O(N D + D^2), nothing N x N.
 Accumulation: fp32 for fp16 / bf16 / fp32, fp64 for fp64.  Raw fp16 / bf16
 products are exact in TF32, so those dots use TF32 tensor cores; dots of fp32
@@ -45,15 +45,16 @@ from __future__ import annotations
 import torch
 
 from . import _checks
-from .triton_engine import HAS_TRITON, _interpreting, _pow2, _rows, _rs, tl, triton
+from .triton_utils import (
+    HAS_TRITON, LaunchConfig, as_rows, device_constants, on_input_device, row_stride, tl, triton,
+)
+
 if HAS_TRITON:
     from .triton_engine import _span
-from .triton_utils import device_constants, on_input_device, precision_of_fp32_contractions
 
 __all__ = ["pulling_away", "pulling_away_backward"]
 
 GRAM, COVARIANCE = 0, 1
-_TARGET_PROGRAMS = 512  # covariance: programs to aim for (D-tile pairs x row splits)
 
 if HAS_TRITON:
 
@@ -198,33 +199,6 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # launchers
 # ----------------------------------------------------------------------------
-class _Cfg:
-    """Block sizes and dot precisions for one input dtype / device."""
-
-    def __init__(self, s: torch.Tensor):
-        if not HAS_TRITON:
-            raise RuntimeError("gankernels.triton_pulling_away needs triton")
-        if s.device.type != "cuda" and not _interpreting():
-            raise RuntimeError("the Triton kernels run on CUDA tensors (or on CPU under TRITON_INTERPRET=1)")
-        fp64 = s.dtype == torch.float64
-        self.acc_torch = torch.float64 if fp64 else torch.float32
-        self.acc = tl.float64 if fp64 else tl.float32
-        cuda = s.device.type == "cuda"
-        tf32 = precision_of_fp32_contractions(s) == "tf32"
-        self.prec = "tf32" if tf32 else "ieee"
-        # fp16 / bf16 values are exact in TF32 and their products exact in fp32
-        self.prec_raw = "tf32" if cuda and (tf32 or s.dtype in (torch.float16, torch.bfloat16)) else "ieee"
-        if _interpreting():
-            self.bt, self.bd, self.max_o, self.rows, self.warps, self.target = 16, 16, 16, 16, 1, 8
-        elif fp64:
-            self.bt, self.bd, self.max_o, self.rows, self.warps, self.target = 32, 16, 32, 32, 4, _TARGET_PROGRAMS
-        else:
-            self.bt, self.bd, self.max_o, self.rows, self.warps, self.target = 64, 32, 64, 64, 8, _TARGET_PROGRAMS
-
-    def oblock(self, d: int) -> int:
-        return _pow2(d, 16, self.max_o)
-
-
 def _check(s, eps, algorithm) -> None:
     _checks.pulling_away_args(s, eps, algorithm)
 
@@ -234,9 +208,9 @@ def _normalisation(cfg, s, eps):
     n, d = s.shape
     inv, q, proj = (torch.empty(n, dtype=cfg.acc_torch, device=s.device) for _ in range(3))
     eps_t = device_constants([eps], torch.float64, s.device)
-    _norm_kernel[(triton.cdiv(n, cfg.rows),)](
-        s, eps_t, inv, q, proj, n, d, _rs(s),
-        ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=cfg.oblock(d), num_warps=cfg.warps)
+    _norm_kernel[(triton.cdiv(n, cfg.bi),)](
+        s, eps_t, inv, q, proj, n, d, row_stride(s),
+        ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=cfg.oblock(d), num_warps=cfg.num_warps)
     return inv, q, proj
 
 
@@ -245,13 +219,13 @@ def _covariance(cfg, s, inv):
     n, d = s.shape
     bd = cfg.oblock(d)
     tiles = triton.cdiv(d, bd) ** 2
-    split = max(1, min(triton.cdiv(n, cfg.rows), cfg.target // tiles))
-    rows_per = triton.cdiv(triton.cdiv(n, split), cfg.rows) * cfg.rows
+    split = max(1, min(triton.cdiv(n, cfg.bi), cfg.target_programs // tiles))
+    rows_per = triton.cdiv(triton.cdiv(n, split), cfg.bi) * cfg.bi
     split = triton.cdiv(n, rows_per)
     part = torch.empty((split, d, d), dtype=cfg.acc_torch, device=s.device)
     _cov_kernel[(triton.cdiv(d, bd), triton.cdiv(d, bd), split)](
-        s, inv, part, n, d, _rs(s), rows_per,
-        ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.rows, BLOCK_A=bd, BLOCK_B=bd, num_warps=cfg.warps)
+        s, inv, part, n, d, row_stride(s), rows_per,
+        ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bd, BLOCK_B=bd, num_warps=cfg.num_warps)
     return part.to(torch.float64).sum(0)
 
 
@@ -259,16 +233,16 @@ def _covariance(cfg, s, inv):
 def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     """PT of the rows of s (0-dim, s's dtype); algorithm 0 = Gram form, 1 = covariance form."""
     _check(s, eps, algorithm)
-    cfg = _Cfg(s)
-    sr = _rows(s, s.dtype)
+    cfg = LaunchConfig(s)
+    sr = as_rows(s, s.dtype)
     n, d = sr.shape
     inv, q, _ = _normalisation(cfg, sr, eps)
     if algorithm == GRAM:
-        blocks = triton.cdiv(n, cfg.bt)
+        blocks = triton.cdiv(n, cfg.bi)
         part = torch.empty(blocks, dtype=cfg.acc_torch, device=s.device)
         _gram_fwd_kernel[(blocks,)](
-            sr, inv, part, n, d, _rs(sr),
-            ACC=cfg.acc, PREC_RAW=cfg.prec_raw, BLOCK=cfg.bt, BLOCK_D=cfg.bd, num_warps=cfg.warps)
+            sr, inv, part, n, d, row_stride(sr),
+            ACC=cfg.acc, PREC_RAW=cfg.prec_raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd, num_warps=cfg.num_warps)
         pairs = 2.0 * part.to(torch.float64).sum()
     else:
         g = _covariance(cfg, sr, inv)
@@ -280,27 +254,27 @@ def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
 def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
     """d(grad * PT) / ds, [N, D] in s's dtype."""
     _checks.pulling_away_backward_args(grad, s, eps, algorithm)
-    cfg = _Cfg(s)
-    sr = _rows(s, s.dtype)
+    cfg = LaunchConfig(s)
+    sr = as_rows(s, s.dtype)
     n, d = sr.shape
     inv, q, proj = _normalisation(cfg, sr, eps)
     h = torch.empty((n, d), dtype=cfg.acc_torch, device=s.device)
     bo = cfg.oblock(d)
-    grid = (triton.cdiv(n, cfg.bt), triton.cdiv(d, bo))
+    grid = (triton.cdiv(n, cfg.bi), triton.cdiv(d, bo))
     if algorithm == GRAM:
         _gram_h_kernel[grid](
-            sr, inv, h, n, d, _rs(sr), _rs(h),
+            sr, inv, h, n, d, row_stride(sr), row_stride(h),
             ACC=cfg.acc, PREC_RAW=cfg.prec_raw, PREC=cfg.prec,
-            BLOCK_I=cfg.bt, BLOCK_J=cfg.bt, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.warps)
+            BLOCK_I=cfg.bi, BLOCK_J=cfg.bi, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps)
     else:
         g = _covariance(cfg, sr, inv).to(cfg.acc_torch).contiguous()
         _cov_h_kernel[grid](
-            sr, inv, g, h, n, d, _rs(sr), _rs(h),
-            ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bt, BLOCK_K=cfg.bd, BLOCK_O=bo, num_warps=cfg.warps)
+            sr, inv, g, h, n, d, row_stride(sr), row_stride(h),
+            ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps)
     coef = (grad.reshape(1).to(cfg.acc_torch) * (4.0 / (n * (n - 1)))).contiguous()
     out = torch.empty((n, d), dtype=s.dtype, device=s.device)
-    _finish_kernel[(triton.cdiv(n, cfg.rows),)](
-        sr, inv, q, proj, h, coef, out, n, d, _rs(sr), _rs(h), _rs(out),
-        DIAG=algorithm == COVARIANCE, ACC=cfg.acc, BLOCK_N=cfg.rows, BLOCK_D=cfg.oblock(d),
-        num_warps=cfg.warps)
+    _finish_kernel[(triton.cdiv(n, cfg.bi),)](
+        sr, inv, q, proj, h, coef, out, n, d, row_stride(sr), row_stride(h), row_stride(out),
+        DIAG=algorithm == COVARIANCE, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=cfg.oblock(d),
+        num_warps=cfg.num_warps)
     return out

@@ -1,6 +1,6 @@
-"""CUDA kernels of the smoothed score and the fused Langevin ops, written in Triton.
+"""CUDA kernels of the kernel-smoothed score and its backward, written in Triton.
 
-Math (the CPU twin is ``csrc/score.cpp``, whose header has the same formulas):
+Math (the CPU version is ``csrc/score.cpp`` / ``csrc/score.h``; docs/MATH.md):
 
 * ``smoothed_score(x, y, w, sigma)``  ``score_i = (ybar_i - x_i) / sigma^2``, ``ybar_i = sum_j p_ij y_j``,
   ``p_ij = softmax_j(log w_j - z_ij / 2 sigma^2)``, ``z_ij = |x_i - y_j|^2``; also returns
@@ -10,69 +10,36 @@ Math (the CPU twin is ``csrc/score.cpp``, whose header has the same formulas):
   ``gx_i = sum_j C_ij y_j / sigma^4 - g_i / sigma^2``,
   ``gy_j = sum_i p_ij g_i / sigma^2 + sum_i C_ij (x_i - y_j) / sigma^4``,
   ``gw_j = sum_i q_ij (T_ij - gbar_i) / sigma^2`` with ``q_ij = p_ij / w_j = exp(-z_ij / 2 sigma^2 - lse_i)``.
-* ``langevin_step(x, drift, eta, tau, seed)``  ``x + eta drift + sqrt(2 eta tau) xi``.
-* ``kernel_langevin``  ``steps`` times ``x <- x + eta sum_j w_j grad_1 k(x, c_j) + sqrt(2 eta tau) xi``.
-* ``kde_langevin``  for each sigma_k, ``steps_per_sigma`` times
-  ``x <- x + (alpha_k / 2) smoothed_score(x, data, sigma_k) + sqrt(alpha_k) xi``,
-  ``alpha_k = eps sigma_k^2 / sigma_L^2``.
 
-What is fused: the smoothed score is one flash-attention-style pass.  A program
-owns ``BLOCK_I`` query rows (and one block of output columns) and streams over
-``BLOCK_J`` centre tiles: the tile's ``z`` comes from the pairwise engine's
-``_tile_z`` (``tl.dot`` expansion, clamped), the logits are exponentiated
-against a running row maximum, the normaliser and ``acc = sum_j p_ij y_j``
-(``tl.dot(P, Y)``) are rescaled when the maximum grows; the epilogue writes the
-score and lse.  Queries and centres are shifted by the centres' mean first (the
-problem is translation invariant), which keeps the expansion accurate for data
-far from the origin.  The backward recomputes ``p`` from ``lse`` tile by tile
-(helper ``_score_tile``): one launch owns rows of x (gx), a second owns rows of
-y (gy, gw; the tile is computed in the same orientation and transposed for the
-contraction), so there are no atomics and the result is deterministic.  The
-Langevin chains are one launch per step: ``kde_langevin`` is the score kernel
-with the update applied in its epilogue (``UPDATE=True``), ``kernel_langevin``
-a flow kernel (``_phi`` of the engine on the ``_tile_z`` tile, ``tl.dot`` with
-the centres) with the update in its epilogue.  Each step reads one buffer and
-writes the other (ping-pong), so blocks of output columns never race on a row.
+What is fused: one flash-attention-style pass.  A program owns ``BLOCK_I`` query rows (and one block of
+output columns) and streams over ``BLOCK_J`` centre tiles: the tile's ``z`` comes from the pairwise
+engine's ``_tile_z`` (``tl.dot`` expansion, clamped), the logits are exponentiated against a running row
+maximum, the normaliser and ``acc = sum_j p_ij y_j`` (``tl.dot(P, Y)``) are rescaled when the maximum
+grows; the epilogue writes the score and lse (or, for ``kde_langevin`` in triton_langevin.py, applies
+the Langevin update: ``UPDATE=True``).  Queries and centres are shifted by the centres' mean first
+(translation invariance), which keeps the expansion accurate for data far from the origin.  The backward
+recomputes ``p`` from ``lse`` tile by tile (``_score_tile``): one launch owns rows of x (gx), a second
+owns rows of y (gy, gw; the tile is computed in the same orientation and transposed for the
+contraction), so there are no atomics and the result is deterministic.
 
-Noise: ``xi`` of element ``e`` (row-major index in the ``[N, D]`` or flattened
-tensor) at chain step ``t`` is a pure function of ``(seed, t, e)``: one
-Philox4x32-10 call (``tl.philox``, key = the 64-bit seed, counter =
-``(e_lo, e_hi, t, 0)``) gives two 24-bit uniforms in (0, 1), and Box-Muller
-turns them into one normal (|xi| <= 5.9).  So the same seed gives the same
-result on the device, independent of block sizes; ``langevin_step`` uses
-``t = 0``, so one ``kde_langevin`` / ``kernel_langevin`` step reproduces the
-noise of ``langevin_step`` with the same seed.  The noise is NOT bitwise equal
-to the CPU kernels' (``csrc/noise.h``: ARS-7 on AES rounds, four normals per block);
-both are standard normal streams keyed by the same seed.  Cost: one Philox call
-(about 100 integer operations) per element, of which two of the four words are
-used; ``langevin_step`` may therefore be bound by integer throughput rather
-than memory on a GPU (packing four normals per call is a possible speed-up).
-
-Memory: nothing N x M is allocated.  Extra memory is O((N + M) D): the shifted
-fp32 / fp64 copies of x and y, ``ybar`` in the backward, and the second
-ping-pong buffer of the chains.  Accumulation (and the chains' state) is fp32
-for fp16 / bf16 / fp32 inputs, fp64 for fp64 inputs (half inputs are upcast
-once, so every ``tl.dot`` runs on fp32 or fp64 operands); the noise is fp32.
-Float scalars (1 / sigma^2, step sizes) reach the kernels in a small device
-tensor of the accumulation dtype, because Triton passes Python floats as fp32.
+Memory: nothing N x M is allocated; extra memory O((N + M) D) (the shifted copies of x and y, ``ybar``
+in the backward).  Accumulation is fp32 for fp16 / bf16 / fp32 inputs, fp64 for fp64 (half inputs are
+upcast once, so every ``tl.dot`` runs on fp32 or fp64 operands).  Float scalars (1 / sigma^2, step
+sizes) reach the kernels in a small cached device tensor of the accumulation dtype, because Triton
+passes Python floats as fp32.
 
 Limits:
 
-* Verified only under ``TRITON_INTERPRET=1`` on CPU tensors so far (tests in
-  ``tests/test_triton_score.py``); not yet compiled or run on a GPU.
-* ``z`` comes from the expansion ``|a|^2 + |b|^2 - 2 a.b`` (after the shift), so
-  queries ``R`` away from the centres' mean carry an absolute error of about
-  ``eps R^2`` in ``z`` (fp32: 6e-8 R^2), i.e. ``eps R^2 / 2 sigma^2`` in the
-  logits; the CPU kernel recomputes near pairs exactly, this one does not.
-  A query far from every centre still gets the nearest centre's score.
-* Blocks of output columns (D above 64, or 32 for fp64) recompute the tile's
-  ``z`` and softmax once per block.  fp32 dots use TF32 only when
-  ``torch.backends.cuda.matmul.allow_tf32`` is set (the engine's rule).
-* The op-level checks are the static ones (shapes, dtypes, parameters); the
-  data-dependent weight checks (non-negative, not all zero) are done by the
-  Python API (``gankernels.smoothed_score``) and are not repeated here to avoid
-  a device sync: a negative weight gives NaN, all-zero weights NaN.
-* CPU tensors are supported only under ``TRITON_INTERPRET=1`` (tests).
+* Verified under ``TRITON_INTERPRET=1`` on CPU tensors and compiled ahead of time for sm_80 / sm_90
+  (docs/AOT.md); not yet run on a GPU.
+* ``z`` comes from the expansion ``|a|^2 + |b|^2 - 2 a.b`` (after the shift), so queries ``R`` away from
+  the centres' mean carry an absolute error of about ``eps R^2`` in ``z`` (fp32: 6e-8 R^2), i.e.
+  ``eps R^2 / 2 sigma^2`` in the logits; the CPU kernel recomputes near pairs exactly, this one does not.
+* Blocks of output columns (D above 64, or 32 for fp64) recompute the tile's ``z`` and softmax once per
+  block.  fp32 dots use TF32 only where the user allows TF32 matmuls.
+* The data-dependent weight checks (non-negative, not all zero) are done by the Python API
+  (``gankernels.smoothed_score``), not here, to avoid a device sync: a negative weight gives NaN,
+  all-zero weights NaN.
 """
 from __future__ import annotations
 
@@ -83,58 +50,19 @@ import torch
 
 from . import _checks
 from ._checks import _require, check_positive as _positive
-from .triton_utils import device_constants, on_input_device
-from .triton_engine import HAS_TRITON, _DOT_FAMILIES, _Cfg, _interpreting, _param_tensor
+from .triton_utils import HAS_TRITON, LaunchConfig, device_constants, on_input_device, tl, triton
 
 if HAS_TRITON:
-    import triton
-    import triton.language as tl
+    from .triton_engine import _span, _tile_p, _tile_z
+    from .triton_noise import _update
 
-    from .triton_engine import _phi, _span, _tile_p, _tile_z
-
-__all__ = [
-    "smoothed_score", "smoothed_score_backward", "langevin_step", "langevin_step_", "kernel_langevin",
-    "kde_langevin",
-]
+__all__ = ["smoothed_score", "smoothed_score_backward"]
 
 
 # ----------------------------------------------------------------------------
 # Triton kernels
 # ----------------------------------------------------------------------------
 if HAS_TRITON:
-
-    @triton.jit
-    def _normal(seed, step, e):
-        """Standard normals (fp32) for the int64 element indices e at chain step ``step``."""
-        zero = e * 0
-        c0 = e.to(tl.uint32)
-        c1 = (e >> 32).to(tl.uint32)
-        c2 = (zero + step).to(tl.uint32)
-        c3 = zero.to(tl.uint32)
-        r0, r1, _r2, _r3 = tl.philox(seed, c0, c1, c2, c3)
-        u0 = ((r0 >> 8).to(tl.int32).to(tl.float32) + 0.5) * 5.9604644775390625e-08  # (k + 1/2) / 2^24
-        u1 = ((r1 >> 8).to(tl.int32).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        return tl.sqrt(-2.0 * tl.log(u0)) * tl.cos(6.283185307179586 * u1)
-
-    @triton.jit
-    def _update(x, drift, e, eta, scale, seed, step, NOISE: tl.constexpr):
-        """x + eta drift + scale xi(seed, step, e), in the dtype of x."""
-        out = x + eta * drift
-        if NOISE:
-            out += scale * _normal(seed, step, e).to(x.dtype)
-        return out
-
-    @triton.jit(do_not_specialize=["seed"])
-    def _langevin_kernel(X, DR, OUT, SC, n, seed, NOISE: tl.constexpr, BLOCK: tl.constexpr):
-        """OUT[e] = X[e] + eta DR[e] + scale xi(seed, 0, e) over contiguous memory (OUT may be X);
-        SC = [eta, scale] in the accumulation dtype."""
-        e = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        m = e < n
-        eta = tl.load(SC)
-        x = tl.load(X + e, mask=m, other=0.0).to(eta.dtype)
-        d = tl.load(DR + e, mask=m, other=0.0).to(eta.dtype)
-        out = _update(x, d, e, eta, tl.load(SC + 1), seed, 0, NOISE)
-        tl.store(OUT + e, out.to(OUT.dtype.element_ty), mask=m)
 
     @triton.jit(do_not_specialize=["seed", "step"])
     def _score_kernel(X, Y, LOGW, SCORE, LSE, XOUT, SC,
@@ -279,47 +207,11 @@ if HAS_TRITON:
             if pid_o == 0:
                 tl.store(GW + rj, wsum * inv_s2, mask=mj)
 
-    @triton.jit(do_not_specialize=["seed", "step"])
-    def _flow_step_kernel(X, C, W, P, XOUT, SC,
-                          N, M, D, s_x, s_c, s_out, NP, IP, seed, step,
-                          FAMILY: tl.constexpr, RADIAL: tl.constexpr, NOISE: tl.constexpr,
-                          ACC: tl.constexpr, PREC: tl.constexpr,
-                          BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
-                          BLOCK_O: tl.constexpr):
-        """XOUT[i, o] = x_io + eta flow_io + scale xi(seed, step, i D + o),
-        flow_i = sum_j w_j grad_1 k(x_i, c_j) (radial: 2 sum_j w_j phi'(z_ij) (x_i - c_j)); SC = [eta, scale]."""
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < D
-        acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
-        rsum = tl.zeros([BLOCK_I], ACC)
-        for j0 in range(0, M, BLOCK_J):
-            rj, mj = _span(j0, BLOCK_J, M)
-            z = _tile_z(X, C, ri, rj, mi, mj, D, s_x, s_c, RADIAL, False, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
-            _f0, f1, _f2 = _phi(z, P, NP, IP, FAMILY, False, True, False)
-            w = tl.load(W + rj, mask=mj, other=0.0)
-            s = tl.where(mj[None, :], w[None, :] * f1, 0.0)
-            v = tl.load(C + rj[:, None] * s_c + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
-            acc += tl.dot(s, v, input_precision=PREC)
-            if RADIAL:
-                rsum += tl.sum(s, 1)
-        m2 = mi[:, None] & mo[None, :]
-        x = tl.load(X + ri[:, None] * s_x + ro[None, :], mask=m2, other=0.0)
-        if RADIAL:
-            flow = 2.0 * (x * rsum[:, None] - acc)
-        else:
-            flow = acc
-        e = ri[:, None] * D + ro[None, :]
-        out = _update(x, flow, e, tl.load(SC), tl.load(SC + 1), seed, step, NOISE)
-        tl.store(XOUT + ri[:, None] * s_out + ro[None, :], out, mask=m2)
-
 
 # ----------------------------------------------------------------------------
 # Python side: checks, preparation, launchers
 # ----------------------------------------------------------------------------
-def _points(x: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> _Cfg:
+def _points(x: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> LaunchConfig:
     """The op-level checks of the CPU kernels (2-D, non-empty, floating, same dtype / device / dim); config."""
     for t, name in ((x, xname), (y, yname)):
         _require(t.dim() == 2 and t.size(0) > 0 and t.size(1) > 0,
@@ -330,7 +222,7 @@ def _points(x: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> _Cfg:
     _require(x.device == y.device, f"{xname} and {yname} must be on the same device, got {x.device} and {y.device}")
     _require(x.size(1) == y.size(1),
              f"{xname} and {yname} must have the same dimension, got {x.size(1)} and {y.size(1)}")
-    return _Cfg(x)
+    return LaunchConfig(x)
 
 
 def _vector(w: Optional[torch.Tensor], m: int, like: torch.Tensor, acc) -> Optional[torch.Tensor]:
@@ -350,7 +242,7 @@ def _shift(x: torch.Tensor, y: torch.Tensor, acc) -> Tuple[torch.Tensor, torch.T
     return (x.to(acc) - mu).contiguous(), (ya - mu).contiguous(), mu
 
 
-def _scalars(rows, cfg: _Cfg, device) -> torch.Tensor:
+def _scalars(rows, cfg: LaunchConfig, device) -> torch.Tensor:
     """Per-launch float scalars as a device tensor in the accumulation dtype (kernel float arguments are fp32),
     cached by value: a steady-state call makes no host-to-device copy."""
     flat = [v for row in rows for v in (row if isinstance(row, (list, tuple)) else [row])]
@@ -358,7 +250,7 @@ def _scalars(rows, cfg: _Cfg, device) -> torch.Tensor:
     return device_constants(flat, cfg.acc_torch, device).view(shape)
 
 
-def _split(u: float, root: float, cfg: _Cfg) -> Tuple[float, float]:
+def _split(u: float, root: float, cfg: LaunchConfig) -> Tuple[float, float]:
     """(a, b) with a b = u: b = 1 unless u overflows the accumulation dtype, then a = b = sqrt(u) (clamped)."""
     mx = float(torch.finfo(cfg.acc_torch).max)
     if u <= mx:
@@ -367,7 +259,7 @@ def _split(u: float, root: float, cfg: _Cfg) -> Tuple[float, float]:
     return r, r
 
 
-def _sigma_scalars(sigma: float, cfg: _Cfg) -> Tuple[float, float, float, float]:
+def _sigma_scalars(sigma: float, cfg: LaunchConfig) -> Tuple[float, float, float, float]:
     """(ea, eb, sa, sb): 1 / 2 sigma^2 = ea eb and 1 / sigma^2 = sa sb, folded in fp64: a tiny sigma
     whose coefficients overflow the dtype gives a logit of exactly 0 at z = 0 and a score of 0 where ybar = x."""
     s2 = sigma * sigma
@@ -376,12 +268,12 @@ def _sigma_scalars(sigma: float, cfg: _Cfg) -> Tuple[float, float, float, float]
     return ea, eb, sa, sb
 
 
-def _grid(cfg: _Cfg, rows: int, rows_block: int, cols: int):
+def _grid(cfg: LaunchConfig, rows: int, rows_block: int, cols: int):
     bo = cfg.oblock(cols)
     return (triton.cdiv(rows, rows_block), triton.cdiv(cols, bo)), bo
 
 
-def _launch_score(cfg: _Cfg, xs, ys, logw, sc, score=None, lse=None, xout=None, seed=0, step=0) -> None:
+def _launch_score(cfg: LaunchConfig, xs, ys, logw, sc, score=None, lse=None, xout=None, seed=0, step=0) -> None:
     """score / lse (``xout`` None) or the Langevin update of xs into ``xout``; sc = [ea, sa, eta, scale, eb, sb]."""
     N, D = xs.shape
     update = xout is not None
@@ -404,7 +296,7 @@ def _check_score(x, y, w, sigma):
 
 
 # ----------------------------------------------------------------------------
-# The six ops
+# The two ops
 # ----------------------------------------------------------------------------
 @on_input_device
 def smoothed_score(x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor], sigma: float
@@ -458,124 +350,3 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
             _score_bwd_y_kernel[grid](*args, gy, gw if need_w else gy, *sizes,
                                       NEED_Y=need_y, NEED_W=need_w, BLOCK_O=bo, **meta)
     return gx.to(x.dtype), gy.to(x.dtype), gw.to(x.dtype if w is None else w.dtype)
-
-
-def _check_step(x, drift, step_size, temperature):
-    _checks.step_args(x, drift, step_size, temperature)
-    _require(isinstance(x, torch.Tensor) and x.is_floating_point(), "x must be a floating tensor", TypeError)
-    _require(drift.shape == x.shape, f"drift must have the shape of x {tuple(x.shape)}, got {tuple(drift.shape)}")
-    _require(drift.dtype == x.dtype, f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}", TypeError)
-    _require(drift.device == x.device, f"drift must be on the device of x ({x.device}), got {drift.device}")
-    eta = _positive(step_size, "step_size")
-    return _Cfg(x), eta, _positive(temperature, "temperature", allow_zero=True)
-
-
-def _launch_langevin(cfg: _Cfg, x, drift, out, eta: float, tau: float, seed: int) -> None:
-    """out = x + eta drift + sqrt(2 eta tau) xi(seed, 0, e) over contiguous tensors (out may be x)."""
-    n = x.numel()
-    if n == 0:
-        return
-    block = 4096 if _interpreting() else 1024
-    scale = math.sqrt(2.0 * eta * tau)
-    _langevin_kernel[(triton.cdiv(n, block),)](x, drift, out, _scalars([eta, scale], cfg, x.device), n,
-                                               int(seed), NOISE=scale != 0.0, BLOCK=block, num_warps=4)
-
-
-@on_input_device
-def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int
-                  ) -> torch.Tensor:
-    """x + eta drift + sqrt(2 eta tau) xi (a new contiguous tensor, any shape)."""
-    cfg, eta, tau = _check_step(x, drift, step_size, temperature)
-    xc = x.contiguous()
-    out = torch.empty_like(xc)
-    _launch_langevin(cfg, xc, drift.contiguous(), out, eta, tau, seed)
-    return out
-
-
-@on_input_device
-def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int) -> None:
-    """In place; a non-contiguous x goes through a contiguous copy."""
-    cfg, eta, tau = _check_step(x, drift, step_size, temperature)
-    if x.is_contiguous():
-        _launch_langevin(cfg, x, drift.contiguous(), x, eta, tau, seed)
-    else:
-        x.copy_(langevin_step(x, drift, eta, tau, seed))
-
-
-def _chain(state: torch.Tensor, steps: int, launch) -> torch.Tensor:
-    """``steps`` launches ``launch(src, dst, t)`` ping-ponging between two buffers; returns the last one."""
-    bufs = [state, torch.empty_like(state) if steps > 0 else state]
-    for t in range(steps):
-        launch(bufs[t % 2], bufs[(t + 1) % 2], t)
-    return bufs[steps % 2]
-
-
-@on_input_device
-def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, family: int, params: Sequence[float],
-                    step_size: float, steps: int, temperature: float, seed: int) -> torch.Tensor:
-    """``steps`` fused steps x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi."""
-    _checks.kernel_langevin_args(x, centers, w, family, params, step_size, steps, temperature)
-    if int(steps) == 0:
-        return x.clone(memory_format=torch.contiguous_format)  # exactly x (no round trip through the shift)
-    cfg = _points(x, centers, "x", "centers")
-    wa = _vector(w, centers.size(0), centers, cfg.acc_torch)
-    eta = _positive(step_size, "step_size")
-    tau = _positive(temperature, "temperature", allow_zero=True)
-    steps = int(steps)
-    _require(steps >= 0, f"steps must be non-negative, got {steps}")
-    fam = int(family)
-    acc = cfg.acc_torch
-    P, np_, ip = _param_tensor(fam, params, acc, x.device)
-    radial = fam not in _DOT_FAMILIES
-    if radial:  # translation invariant: work relative to the centres' mean
-        xs, cs, mu = _shift(x, centers, acc)
-    else:
-        xs = x.to(acc, memory_format=torch.contiguous_format, copy=True)
-        cs = centers.to(acc).contiguous()
-        mu = None
-    N, D = xs.shape
-    grid, bo = _grid(cfg, N, cfg.bi, D)
-    scale = math.sqrt(2.0 * eta * tau)
-    sc = _scalars([eta, scale], cfg, x.device)
-
-    def launch(src, dst, t):
-        _flow_step_kernel[grid](
-            src, cs, wa, P, dst, sc, N, cs.size(0), D, src.stride(0), cs.stride(0), dst.stride(0), np_, ip,
-            int(seed), t,
-            FAMILY=fam, RADIAL=radial, NOISE=scale != 0.0, ACC=cfg.acc, PREC=cfg.prec,
-            BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
-        )
-
-    out = _chain(xs, steps, launch)
-    return (out if mu is None else out + mu).to(x.dtype)
-
-
-@on_input_device
-def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
-                 seed: int) -> torch.Tensor:
-    """Annealed Langevin on the Gaussian-smoothed data, score and update fused (one launch per step)."""
-    _checks.kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
-    if int(steps_per_sigma) == 0:
-        return x.clone(memory_format=torch.contiguous_format)  # exactly x
-    cfg = _points(x, data, "x", "data")
-    sig = [_positive(s, "sigmas") for s in sigmas]
-    _require(len(sig) > 0, "sigmas must not be empty")
-    steps_per_sigma = int(steps_per_sigma)
-    _require(steps_per_sigma >= 0, f"steps_per_sigma must be non-negative, got {steps_per_sigma}")
-    eps = _positive(eps, "eps")
-    xs, ds, mu = _shift(x, data, cfg.acc_torch)
-    rows = []  # per step: [ea, sa, eta = alpha / 2, scale = sqrt(alpha), eb, sb] (see _sigma_scalars)
-    for s in sig:
-        alpha = eps * s * s / (sig[-1] * sig[-1])
-        ea, eb, sa, sb = _sigma_scalars(s, cfg)
-        rows += [[ea, sa, 0.5 * alpha, math.sqrt(alpha), eb, sb]] * steps_per_sigma
-    sc = _scalars(rows, cfg, x.device) if rows else None
-
-    def launch(src, dst, t):
-        _launch_score(cfg, src, ds, None, sc[t], xout=dst, seed=seed, step=t)
-
-    return (_chain(xs, len(rows), launch) + mu).to(x.dtype)
-
-# ----------------------------------------------------------------------------
-# Registration
-# ----------------------------------------------------------------------------

@@ -88,14 +88,16 @@ def build(backend: str) -> list:
         ops = {name: getattr(o, name) for name in (
             "ksum", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
             "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
-            "pulling_away_backward")}
+            "pulling_away_backward", "family_constants")}
     else:
-        from gankernels import triton_engine as te, triton_pulling_away as tp, triton_score as ts
+        from gankernels import triton_engine as te, triton_langevin as tlg, triton_pulling_away as tp
+        from gankernels import triton_score as ts
         ops = dict(ksum=te.ksum, ksum_backward=te.ksum_backward, kflow=te.kflow, kflow_backward=te.kflow_backward,
                    smoothed_score=ts.smoothed_score, smoothed_score_backward=ts.smoothed_score_backward,
-                   langevin_step=ts.langevin_step, langevin_step_=ts.langevin_step_,
-                   kernel_langevin=ts.kernel_langevin, kde_langevin=ts.kde_langevin,
-                   pulling_away=tp.pulling_away, pulling_away_backward=tp.pulling_away_backward)
+                   langevin_step=tlg.langevin_step, langevin_step_=tlg.langevin_step_,
+                   kernel_langevin=tlg.kernel_langevin, kde_langevin=tlg.kde_langevin,
+                   pulling_away=tp.pulling_away, pulling_away_backward=tp.pulling_away_backward,
+                   family_constants=te._kernel_params)
 
     cs = Cases()
     x, y = _t(N, D, seed=0), _t(M, D, seed=1)
@@ -111,6 +113,7 @@ def build(backend: str) -> list:
         "kflow": lambda fam, p: ops["kflow"](x, y, a, b, fam, p),
         "kflow_backward": lambda fam, p: ops["kflow_backward"](h, x, y, a, b, fam, p, m4),
         "kernel_langevin": lambda fam, p: ops["kernel_langevin"](x, y, torch.ones(M), fam, p, 0.1, 1, 1.0, 0),
+        "family_constants": lambda fam, p: ops["family_constants"](fam, p, torch.float32),
     }
     for op, call in pair_calls.items():
         for fam, p, what in BAD_FAMILIES:

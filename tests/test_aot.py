@@ -64,7 +64,7 @@ def _label(v):
 
 
 def test_matrix_covers_every_kernel():
-    """Every @triton.jit kernel (not the jitted helpers) of the three modules is in the matrix, for both archs."""
+    """Every @triton.jit kernel (not the jitted helpers) of the four kernel modules is in the matrix, for both archs."""
     import importlib
 
     from triton.runtime.jit import JITFunction
@@ -72,7 +72,7 @@ def test_matrix_covers_every_kernel():
     helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots", "_span", "_distance_dot",
                "_pow_steep"}
     want = set()
-    for mod in ("triton_engine", "triton_score", "triton_pulling_away"):
+    for mod in ("triton_engine", "triton_score", "triton_langevin", "triton_pulling_away"):
         m = importlib.import_module(f"gankernels.{mod}")
         for name, obj in vars(m).items():
             if isinstance(obj, JITFunction) and obj.__module__ == m.__name__ and name not in helpers:

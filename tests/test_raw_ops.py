@@ -29,7 +29,7 @@ WORKER = Path(__file__).resolve().parent / "raw_ops_worker.py"
 MAX_RESTARTS = 12
 OPS = ("ksum", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
        "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
-       "pulling_away_backward")
+       "pulling_away_backward", "family_constants")
 ALLOWED = ("RuntimeError", "ValueError", "TypeError")
 
 

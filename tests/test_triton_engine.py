@@ -3,17 +3,11 @@
 Run on CPU with the interpreter:
     TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_engine.py
 
-The oracle materialises the Gram matrix from exact differences and takes every
-gradient with torch.autograd; it shares no code with the engine.  The engine
-module is loaded as a submodule of a stand-in package over the ``gankernels``
-directory, so that neither the package ``__init__`` nor the C++ extension is
-imported.
+The oracle materialises the Gram matrix from exact differences with each family's
+reference profile (``Kernel.profile`` in gankernels/kernels.py) and takes every
+gradient with torch.autograd; it shares no code with the engine.
 """
-import importlib
 import os
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -24,23 +18,8 @@ _INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 if not _INTERP and not torch.cuda.is_available():
     pytest.skip("Triton engine tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-_ENGINE_PATH = Path(__file__).resolve().parents[1] / "gankernels" / "triton_engine.py"
-
-
-def _load_engine():
-    """triton_engine as a submodule of a stand-in package over the gankernels directory (its
-    relative import of ``_checks`` works; the package ``__init__`` is not run)."""
-    pkg_name = "_gankernels_triton_engine_pkg"
-    name = pkg_name + ".triton_engine"
-    if name in sys.modules:
-        return sys.modules[name]
-    pkg = types.ModuleType(pkg_name)
-    pkg.__path__ = [str(_ENGINE_PATH.parent)]
-    sys.modules[pkg_name] = pkg
-    return importlib.import_module(name)
-
-
-te = _load_engine()
+from gankernels import triton_engine as te  # noqa: E402
+from gankernels.kernels import from_code  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -70,35 +49,8 @@ BY_NAME = {c[0]: c for c in CASES}
 # oracle
 # ----------------------------------------------------------------------------
 def _phi(family, params, z):
-    """phi(z) in float64; kinks use a safe where so that autograd gives 0 derivatives there."""
-    if family == 0:
-        return sum(torch.exp(-z / (2 * s * s)) for s in params)
-    if family == 1:
-        l = params[0]
-        return sum((1 + z / (2 * a * l * l)) ** (-a) for a in params[1:])
-    if family == 2:
-        beta = params[0]
-        return sum((c * c + z) ** beta for c in params[1:])
-    if family in (3, 4):
-        kink = z == 0
-        r = torch.sqrt(torch.where(kink, torch.ones_like(z), z))
-        if family == 3:
-            val = sum(torch.exp(-r / s) for s in params)
-            return torch.where(kink, torch.full_like(z, float(len(params))), val)
-        return torch.where(kink, torch.zeros_like(z), -r)
-    if family == 5:
-        k, eps = int(params[0]), params[1]
-        q = z + eps * eps
-        kink = q == 0
-        qs = torch.where(kink, torch.ones_like(q), q)
-        val = qs ** (k / 2) if k % 2 else qs ** (k / 2) * torch.log(qs) / 2
-        return torch.where(kink, torch.zeros_like(q), val)
-    if family == 6:
-        n, gamma, c0 = int(params[0]), params[1], params[2]
-        return (gamma * z + c0) ** n
-    if family == 7:
-        return z
-    raise ValueError(family)
+    """phi(z) in float64 from the kernel's own reference profile (kinks: value the limit, derivatives 0)."""
+    return from_code(family, params).profile(z)
 
 
 def _gram(family, params, a, b):

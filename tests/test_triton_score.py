@@ -1,20 +1,14 @@
-"""Tests of the Triton score / Langevin kernels (gankernels/triton_score.py) against float64 torch oracles.
+"""Tests of the Triton score and Langevin kernels (gankernels/triton_score.py, triton_langevin.py) against
+float64 torch oracles.
 
 Run on CPU with the interpreter:
     TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_score.py
 
 The oracles below materialise the N x M matrices from exact differences and take
-every gradient with torch.autograd; they share no code with the kernels.  The
-module is imported as a submodule of a stand-in package pointing at the
-``gankernels`` directory, so that its relative import of the engine works while
-neither the package ``__init__`` nor the C++ extension is loaded.
+every gradient with torch.autograd; they share no code with the kernels.
 """
-import importlib
 import math
 import os
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,19 +19,8 @@ _INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 if not _INTERP and not torch.cuda.is_available():
     pytest.skip("Triton score tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-_PKG_DIR = Path(__file__).resolve().parents[1] / "gankernels"
-_PKG = "_gankernels_triton_score_under_test"
-
-
-def _load():
-    if _PKG not in sys.modules:
-        pkg = types.ModuleType(_PKG)
-        pkg.__path__ = [str(_PKG_DIR)]
-        sys.modules[_PKG] = pkg
-    return importlib.import_module(_PKG + ".triton_score")
-
-
-ts = _load()
+from gankernels import triton_langevin as tlg  # noqa: E402
+from gankernels import triton_score as ts  # noqa: E402
 
 pytestmark = pytest.mark.triton
 
@@ -295,7 +278,7 @@ def test_deterministic():
 def test_step_without_noise_is_exact(dtype):
     x = _rand(37, 5, seed=21, dtype=dtype)
     d = _rand(37, 5, seed=22, dtype=dtype)
-    out = ts.langevin_step(x, d, 0.3, 0.0, 123)
+    out = tlg.langevin_step(x, d, 0.3, 0.0, 123)
     expect = (x.double() + 0.3 * d.double()).to(dtype)
     assert out.dtype == dtype
     torch.testing.assert_close(out, expect)  # torch's per-dtype tolerances (one rounding in the accumulation dtype)
@@ -306,7 +289,7 @@ def test_step_without_noise_is_exact(dtype):
 def _noise(shape, seed, eta=0.5, tau=1.0):
     """The standard-normal noise of langevin_step (scale sqrt(2 eta tau) = 1 for the defaults)."""
     x = torch.zeros(shape, device=DEVICE)
-    return ts.langevin_step(x, x, eta, tau, seed) / math.sqrt(2 * eta * tau)
+    return tlg.langevin_step(x, x, eta, tau, seed) / math.sqrt(2 * eta * tau)
 
 
 def test_noise_moments():
@@ -325,7 +308,7 @@ def test_noise_moments():
 
 def test_noise_scale_follows_step_and_temperature():
     x = torch.zeros(100_000, 1, device=DEVICE)
-    out = ts.langevin_step(x, x, 0.02, 3.0, 5)
+    out = tlg.langevin_step(x, x, 0.02, 3.0, 5)
     var = 2 * 0.02 * 3.0
     assert abs(float(out.double().var()) / var - 1) < 4.5 * math.sqrt(2 / 100_000)
 
@@ -333,9 +316,9 @@ def test_noise_scale_follows_step_and_temperature():
 def test_seeds_reproducible_and_independent():
     x = _rand(300, 7, seed=23, dtype=F32)
     d = _rand(300, 7, seed=24, dtype=F32)
-    a = ts.langevin_step(x, d, 0.1, 1.0, 99)
-    assert torch.equal(a, ts.langevin_step(x, d, 0.1, 1.0, 99))
-    b = ts.langevin_step(x, d, 0.1, 1.0, 100)
+    a = tlg.langevin_step(x, d, 0.1, 1.0, 99)
+    assert torch.equal(a, tlg.langevin_step(x, d, 0.1, 1.0, 99))
+    b = tlg.langevin_step(x, d, 0.1, 1.0, 100)
     na, nb = (a - x - 0.1 * d).double().flatten(), (b - x - 0.1 * d).double().flatten()
     assert not torch.equal(na, nb)
     assert abs(float(torch.corrcoef(torch.stack([na, nb]))[0, 1])) * math.sqrt(na.numel()) < 4.5
@@ -344,20 +327,20 @@ def test_seeds_reproducible_and_independent():
 def test_inplace_any_shape_and_nan():
     x = _rand(4, 3, 8, 8, seed=25, dtype=F32)
     d = _rand(4, 3, 8, 8, seed=26, dtype=F32)
-    out = ts.langevin_step(x, d, 0.1, 1.0, 7)
+    out = tlg.langevin_step(x, d, 0.1, 1.0, 7)
     assert out.shape == x.shape
     xi = x.clone()
-    assert ts.langevin_step_(xi, d, 0.1, 1.0, 7) is None
+    assert tlg.langevin_step_(xi, d, 0.1, 1.0, 7) is None
     assert torch.equal(xi, out)
     # non-contiguous in place: same values as the contiguous computation
     base = _rand(6, 40, seed=27, dtype=F32)
     xt = base.T  # [40, 6] view
-    expect = ts.langevin_step(xt, torch.ones_like(xt), 0.1, 1.0, 8)
-    ts.langevin_step_(xt, torch.ones_like(xt), 0.1, 1.0, 8)
+    expect = tlg.langevin_step(xt, torch.ones_like(xt), 0.1, 1.0, 8)
+    tlg.langevin_step_(xt, torch.ones_like(xt), 0.1, 1.0, 8)
     assert torch.equal(base.T, expect)
     z = torch.zeros(10, 3, device=DEVICE)
     z[2, 1] = float("nan")
-    out = ts.langevin_step(z, torch.zeros_like(z), 0.1, 1.0, 0)
+    out = tlg.langevin_step(z, torch.zeros_like(z), 0.1, 1.0, 0)
     assert torch.isnan(out[2, 1]) and int(torch.isfinite(out).sum()) == 29
 
 
@@ -372,13 +355,13 @@ def test_kernel_langevin_deterministic_part(name):
     w = _rand(37, seed=29)
     x = _rand(17, 3, seed=30)
     eta = 0.2
-    one = ts.kernel_langevin(x, c, w, family, params, eta, 1, 0.0, 1)
+    one = tlg.kernel_langevin(x, c, w, family, params, eta, 1, 0.0, 1)
     expect = x.cpu() + eta * o_flow(x.cpu(), c.cpu(), w.cpu(), gram)
     _check(one, expect, F64, "one step")
-    two = ts.kernel_langevin(x, c, w, family, params, eta, 2, 0.0, 1)
+    two = tlg.kernel_langevin(x, c, w, family, params, eta, 2, 0.0, 1)
     expect2 = expect + eta * o_flow(expect, c.cpu(), w.cpu(), gram)
     _check(two, expect2, F64, "two steps")
-    zero = ts.kernel_langevin(x, c, w, family, params, eta, 0, 1.0, 1)  # (x - mean c) + mean c for radial k
+    zero = tlg.kernel_langevin(x, c, w, family, params, eta, 0, 1.0, 1)  # (x - mean c) + mean c for radial k
     assert _err(zero, x) <= 1e-15 * _scale(x) and zero.data_ptr() != x.data_ptr()
 
 
@@ -389,10 +372,10 @@ def test_kernel_langevin_noise():
     w = _rand(37, seed=32)
     x = _rand(37, 3, seed=33)
     eta, tau, seed = 0.05, 0.7, 2**50 + 3
-    one = ts.kernel_langevin(x, c, w, family, params, eta, 1, tau, seed)
+    one = tlg.kernel_langevin(x, c, w, family, params, eta, 1, tau, seed)
     noise0 = one.cpu() - x.cpu() - eta * o_flow(x.cpu(), c.cpu(), w.cpu(), gram)
     assert _err(noise0, math.sqrt(2 * eta * tau) * _noise(x.shape, seed).double()) <= 1e-6
-    two = ts.kernel_langevin(x, c, w, family, params, eta, 2, tau, seed)
+    two = tlg.kernel_langevin(x, c, w, family, params, eta, 2, tau, seed)
     noise1 = two.cpu() - one.cpu() - eta * o_flow(one.cpu(), c.cpu(), w.cpu(), gram)
     assert not torch.allclose(noise0, noise1)
     assert float(noise1.abs().max()) > 0.1 * math.sqrt(2 * eta * tau)
@@ -403,7 +386,7 @@ def test_kernel_langevin_float32_dot_kernel():
     c = _rand(37, 17, seed=34, scale=0.3, dtype=F32)
     w = _rand(37, seed=35, dtype=F32) / 37
     x = _rand(3, 17, seed=36, scale=0.3, dtype=F32)
-    out = ts.kernel_langevin(x, c, w, family, params, 0.5, 1, 0.0, 0)
+    out = tlg.kernel_langevin(x, c, w, family, params, 0.5, 1, 0.0, 0)
     _check(out, x.double().cpu() + 0.5 * o_flow(x.cpu(), c.cpu(), w.cpu(), gram), F32, "one step", rel=1e-5)
 
 
@@ -412,7 +395,7 @@ def test_kde_langevin_step_is_a_score_step():
     data = _rand(37, 3, seed=37)
     x = _rand(17, 3, seed=38, scale=1.5)
     eps, sigma, seed = 0.01, 0.7, 41
-    out = ts.kde_langevin(x, data, [sigma], 1, eps, seed)
+    out = tlg.kde_langevin(x, data, [sigma], 1, eps, seed)
     noise = out.cpu() - x.cpu() - 0.5 * eps * o_score(x.cpu(), data.cpu(), sigma)[0]
     assert _err(noise, math.sqrt(eps) * _noise(x.shape, seed).double()) <= 1e-6
 
@@ -424,14 +407,14 @@ def test_kde_langevin_schedule_and_steps():
     x = _rand(150, 16, seed=43, scale=0.25)
     sig, eps, seed = [1.0, 0.5], 0.02, 44
     a1 = eps * sig[0] ** 2 / sig[1] ** 2
-    first = ts.kde_langevin(x, data, sig[:1], 1, a1, seed)  # alone, sigma_1 is the last: alpha = eps' = a1
-    both = ts.kde_langevin(x, data, sig, 1, eps, seed)
+    first = tlg.kde_langevin(x, data, sig[:1], 1, a1, seed)  # alone, sigma_1 is the last: alpha = eps' = a1
+    both = tlg.kde_langevin(x, data, sig, 1, eps, seed)
     noise0 = (first.cpu() - x.cpu() - 0.5 * a1 * o_score(x.cpu(), data.cpu(), sig[0])[0]) / math.sqrt(a1)
     noise1 = (both.cpu() - first.cpu() - 0.5 * eps * o_score(first.cpu(), data.cpu(), sig[1])[0]) / math.sqrt(eps)
     n = noise1.numel()
     assert abs(float(noise1.var()) - 1.0) / math.sqrt(2.0 / n) < 4.5  # right scale: alpha_2 = eps
     assert abs(float((noise0 * noise1).mean())) * math.sqrt(n) < 4.5  # step 1 noise is not step 0's
-    assert _err(ts.kde_langevin(x, data, sig, 0, eps, seed), x) <= 1e-15 * _scale(x)
+    assert _err(tlg.kde_langevin(x, data, sig, 0, eps, seed), x) <= 1e-15 * _scale(x)
 
 
 # ----------------------------------------------------------------------------
@@ -448,13 +431,13 @@ def _err_cases():
         (lambda: ts.smoothed_score(x, y, None, 0.0), ValueError, "sigma"),
         (lambda: ts.smoothed_score(x, y, w[:4], 1.0), ValueError, "weights"),
         (lambda: ts.smoothed_score_backward(x[:3], x, y, None, 1.0, x, x[:, 0], [True] * 3), ValueError, "grad"),
-        (lambda: ts.langevin_step(x, y, 0.1, 1.0, 0), ValueError, "shape"),
-        (lambda: ts.langevin_step(x, x, -0.1, 1.0, 0), ValueError, "step_size"),
-        (lambda: ts.langevin_step(x, x, 0.1, float("nan"), 0), ValueError, "temperature"),
-        (lambda: ts.kernel_langevin(x, y, w, 0, [1.0], 0.1, -1, 1.0, 0), ValueError, "steps"),
-        (lambda: ts.kernel_langevin(x, y, w, 42, [1.0], 0.1, 1, 1.0, 0), ValueError, "family"),
-        (lambda: ts.kde_langevin(x, y, [], 1, 0.1, 0), ValueError, "sigmas"),
-        (lambda: ts.kde_langevin(x, y, [1.0], 1, 0.0, 0), ValueError, "eps"),
+        (lambda: tlg.langevin_step(x, y, 0.1, 1.0, 0), ValueError, "shape"),
+        (lambda: tlg.langevin_step(x, x, -0.1, 1.0, 0), ValueError, "step_size"),
+        (lambda: tlg.langevin_step(x, x, 0.1, float("nan"), 0), ValueError, "temperature"),
+        (lambda: tlg.kernel_langevin(x, y, w, 0, [1.0], 0.1, -1, 1.0, 0), ValueError, "steps"),
+        (lambda: tlg.kernel_langevin(x, y, w, 42, [1.0], 0.1, 1, 1.0, 0), ValueError, "family"),
+        (lambda: tlg.kde_langevin(x, y, [], 1, 0.1, 0), ValueError, "sigmas"),
+        (lambda: tlg.kde_langevin(x, y, [1.0], 1, 0.0, 0), ValueError, "eps"),
     ]
 
 
