@@ -46,9 +46,9 @@ indicator weight columns (x rows, y rows): each tile's kernel values k_ij give t
 (rx + k(x_i, x_i), cx, cy, ry + k(y_j, y_j)) and, squared in place, the Q sums, so the pair GEMM is paid
 once.  When x or y requires grad, two or three differentiable symmetric ``ksum`` calls instead: one with the
 kernel and one per term of the kernel's square written as a sum of kernels of the same families
-(``squared_kernel``; Energy from the first two moments).  On CUDA the fused op runs where the Triton
-launchers are registered, else the same ``ksum`` calls.  Memory O((N + M) D); nothing N x M.  The
-O(N + M) combination is done in float64 (the terms cancel to O(1/N) of their size).
+(``squared_kernel``; Energy from the first two moments).  CUDA: ``ksum_and_square``'s Triton launcher
+squares in the same launch (over all N x N tiles, as its ``ksum``).  Memory O((N + M) D); nothing N x M.
+The O(N + M) combination is done in float64 (the terms cancel to O(1/N) of their size).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ from typing import List, Tuple
 
 import torch
 
-from . import _ops
+from . import _ops  # noqa: F401  (registrations)
 from . import kernels as K
 from .pairwise import _acc_dtype, _check_kernel, _check_pair, _encode, _self_diagonal
 
@@ -128,12 +128,6 @@ def _energy_squared_blocks(z: torch.Tensor, n: int):
     return qxx, qyy, qxy
 
 
-def _fused_available(device: torch.device) -> bool:
-    """ksum_and_square has a kernel for this device (CPU always; CUDA with the Triton launchers)."""
-    return device.type == "cpu" or (device.type == "cuda" and _ops.HAS_CUDA_KERNELS
-                                    and "ksum_and_square" in _ops.CUDA_LAUNCHERS)
-
-
 def _moments(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, fused=None):
     """The sums of the module docstring, float64: (rx, cx, cy, ry, Q_xx, Q_yy, Q_xy).
 
@@ -141,8 +135,7 @@ def _moments(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, fused=None):
     n, m = x.shape[0], y.shape[0]
     terms = squared_kernel(kernel, x.shape[1])  # also refuses the kernels the variance does not support
     if fused is None:
-        fused = (not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
-                 and _fused_available(x.device))
+        fused = not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
     acc = _acc_dtype(x)
     z = torch.cat([x, y], 0).to(acc)
     onehot = torch.cat([z.new_tensor([[1.0, 0.0]]).expand(n, 2), z.new_tensor([[0.0, 1.0]]).expand(m, 2)])
