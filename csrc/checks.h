@@ -1,4 +1,4 @@
-// Argument checks of the four pairwise ops (csrc/pairwise.cpp), run first thing in each
+// Argument checks of the pairwise ops (csrc/pairwise.cpp), run first thing in each
 // CPU kernel, before any input is copied or read: the kernel family and its
 // parameters (families.h), then shapes, dtypes and devices.  A direct call of a
 // torch.ops.gankernels op with bad arguments raises ValueError / TypeError naming
@@ -18,6 +18,12 @@ inline void check_ksum_args(const at::Tensor& x, const std::optional<at::Tensor>
   check_family_params(family, params);
   const int64_t M = check_point_pair(x, y, "x", "y");
   check_matrix(w, M, -1, "w", x, "x");
+}
+
+// ksum_and_square(x, w): self mode, w [N, C].
+inline void check_ksum_and_square_args(const at::Tensor& x, const at::Tensor& w, int64_t family,
+                                       c10::ArrayRef<double> params) {
+  check_ksum_args(x, std::nullopt, w, family, params);
 }
 
 // ksum_backward(grad, x, y?, w): grad [N, C] with w [M, C].

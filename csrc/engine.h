@@ -9,6 +9,8 @@
 // column-side outputs (indexed by j):
 //
 //   sum   row: S_ic += sum_j k_ij Wr_jc           col: S'_jc += sum_i k_ij Wc_ic
+//         (sum_sq: the same sums of k_ij^2 too, from the same tile: an elementwise square and one more
+//          matrix-vector product per weight column)
 //   flow  row: F_i  += sum_j p_ij grad_1 k_ij    col: F'_j  += sum_i q_ij grad_2 k_ij
 //         with p_ij = Ar_i . Br_j and q_ij = Ac_i . Bc_j
 //   hvp   (Hessian-vector terms of kflow_backward, docs/ENGINE.md) gx, ga (row), gy, gb (col)
@@ -112,6 +114,7 @@ struct Job {
   const T* sum_wr = nullptr;  // [M, Cs] -> sum_row [N, Cs]
   const T* sum_wc = nullptr;  // [N, Cs] -> sum_col [M, Cs]
   int64_t Cs = 0;
+  bool sum_sq = false;  // also sum_sq_row / sum_sq_col: the sums of k_ij^2 with the same weights
   // flow
   const T *flow_ar = nullptr, *flow_br = nullptr;  // row: p = ar_i . br_j -> flow_row [N, D]
   const T *flow_ac = nullptr, *flow_bc = nullptr;  // col: q = ac_i . bc_j -> flow_col [M, D]
@@ -128,6 +131,7 @@ template <typename T>
 struct Outputs {
   T *sum_row = nullptr, *sum_col = nullptr, *flow_row = nullptr, *flow_col = nullptr;
   T *gx = nullptr, *gy = nullptr, *ga = nullptr, *gb = nullptr;
+  T *sum_sq_row = nullptr, *sum_sq_col = nullptr;
 };
 
 // Scratch for one tile.
@@ -377,16 +381,27 @@ void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, con
   const T* Yj = job.Y + j0 * D;
 
   if (want_sum) {
+    // k_ij^2 (sum_sq) goes to s.w, free until the flow terms; close pairs' phi is already exact.
+    const T* v = s.v.data();
+    T* vsq = nullptr;
+    if (job.sum_sq) {
+      vsq = s.w.data();
+      for (int64_t t = 0; t < n; ++t) vsq[t] = v[t] * v[t];
+    }
     // A few weight columns go one matrix-vector product each (strided by C): BLAS's GEMM with n = C of
     // 2..4 is slower than C calls of its n = 1 path (bench/RESULTS.md, "Design measurements").
     const int64_t C = job.Cs, per_call = C <= 4 ? 1 : C;
     for (int64_t c = 0; c < C; c += per_call) {
-      if (job.sum_wr)
-        mm<T>(false, false, bi, per_call, bj, T(1), s.v.data(), bj, job.sum_wr + j0 * C + c, C, T(1),
-              o.sum_row + i0 * C + c, C);
-      if (job.sum_wc && mirror)
-        mm<T>(true, false, bj, per_call, bi, T(1), s.v.data(), bj, job.sum_wc + i0 * C + c, C, T(1),
-              o.sum_col + j0 * C + c, C);
+      if (job.sum_wr) {
+        const T* wr = job.sum_wr + j0 * C + c;
+        mm<T>(false, false, bi, per_call, bj, T(1), v, bj, wr, C, T(1), o.sum_row + i0 * C + c, C);
+        if (vsq) mm<T>(false, false, bi, per_call, bj, T(1), vsq, bj, wr, C, T(1), o.sum_sq_row + i0 * C + c, C);
+      }
+      if (job.sum_wc && mirror) {
+        const T* wc = job.sum_wc + i0 * C + c;
+        mm<T>(true, false, bj, per_call, bi, T(1), v, bj, wc, C, T(1), o.sum_col + j0 * C + c, C);
+        if (vsq) mm<T>(true, false, bj, per_call, bi, T(1), vsq, bj, wc, C, T(1), o.sum_sq_col + j0 * C + c, C);
+      }
     }
   }
   // Originals for exact terms (kinked families sum every pair exactly; the others only the close pairs).
@@ -520,28 +535,32 @@ void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_ou
     }
   }
 
-  // per-thread buffers: one slab per output kind
+  // per-thread buffers: one slab per output kind; in self mode a column-side kind aliases its row-side
+  // kind's buffer (`row`: that kind's index, -1 for the others)
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), (int64_t)tiles.size()));
   const int64_t Mc = job.self ? N : M;  // rows of column-side outputs
-  std::vector<std::pair<T* Outputs<T>::*, int64_t>> kinds = {
-      {&Outputs<T>::sum_row, N * job.Cs}, {&Outputs<T>::sum_col, Mc * job.Cs},
-      {&Outputs<T>::flow_row, N * D},     {&Outputs<T>::flow_col, Mc * D},
-      {&Outputs<T>::gx, N * D},           {&Outputs<T>::gy, M * D},
-      {&Outputs<T>::ga, N * job.Ch},      {&Outputs<T>::gb, M * job.Ch}};
+  struct Kind {
+    T* Outputs<T>::*out;
+    int64_t size;
+    int row;
+  };
+  const std::vector<Kind> kinds = {
+      {&Outputs<T>::sum_row, N * job.Cs, -1},    {&Outputs<T>::sum_col, Mc * job.Cs, 0},
+      {&Outputs<T>::flow_row, N * D, -1},        {&Outputs<T>::flow_col, Mc * D, 2},
+      {&Outputs<T>::gx, N * D, -1},              {&Outputs<T>::gy, M * D, -1},
+      {&Outputs<T>::ga, N * job.Ch, -1},         {&Outputs<T>::gb, M * job.Ch, -1},
+      {&Outputs<T>::sum_sq_row, N * job.Cs, -1}, {&Outputs<T>::sum_sq_col, Mc * job.Cs, 8}};
+  auto aliased = [&](const Kind& k) { return job.self && k.row >= 0; };
   std::vector<std::vector<T>> buffers(threads * kinds.size());
   std::vector<Outputs<T>> outs(threads);
   for (int64_t t = 0; t < threads; ++t) {
     for (size_t k = 0; k < kinds.size(); ++k) {
-      if (final_out.*(kinds[k].first) == nullptr) continue;
-      // self mode: column-side kinds alias their row-side buffers
-      if (job.self && (k == 1 || k == 3)) continue;
-      buffers[t * kinds.size() + k].assign(kinds[k].second, T(0));
-      outs[t].*(kinds[k].first) = buffers[t * kinds.size() + k].data();
+      if (final_out.*(kinds[k].out) == nullptr || aliased(kinds[k])) continue;
+      buffers[t * kinds.size() + k].assign(kinds[k].size, T(0));
+      outs[t].*(kinds[k].out) = buffers[t * kinds.size() + k].data();
     }
-    if (job.self) {
-      outs[t].sum_col = outs[t].sum_row;
-      outs[t].flow_col = outs[t].flow_row;
-    }
+    for (const Kind& k : kinds)
+      if (aliased(k)) outs[t].*(k.out) = outs[t].*(kinds[k.row].out);
   }
 
   const int64_t ntiles = static_cast<int64_t>(tiles.size());
@@ -561,12 +580,11 @@ void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_ou
   });
 
   for (size_t k = 0; k < kinds.size(); ++k) {
-    T* dst = final_out.*(kinds[k].first);
-    if (dst == nullptr) continue;
-    if (job.self && (k == 1 || k == 3)) continue;
+    T* dst = final_out.*(kinds[k].out);
+    if (dst == nullptr || aliased(kinds[k])) continue;
     for (int64_t t = 0; t < threads; ++t) {
       const T* src = buffers[t * kinds.size() + k].data();
-      for (int64_t e = 0; e < kinds[k].second; ++e) dst[e] += src[e];
+      for (int64_t e = 0; e < kinds[k].size; ++e) dst[e] += src[e];
     }
   }
 }

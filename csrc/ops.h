@@ -15,6 +15,8 @@ namespace gankernels {
 // pairwise.cpp (docs/ENGINE.md)
 at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& w, int64_t family,
                     at::ArrayRef<double> params);
+std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, const at::Tensor& w, int64_t family,
+                                                       at::ArrayRef<double> params);
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                                  const std::optional<at::Tensor>& y,
                                                                  const at::Tensor& w, int64_t family,

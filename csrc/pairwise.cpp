@@ -1,4 +1,5 @@
-// CPU kernels of the four pairwise primitives (docs/ENGINE.md): ksum, ksum_backward, kflow, kflow_backward.
+// CPU kernels of the four pairwise primitives (docs/ENGINE.md): ksum, ksum_backward, kflow, kflow_backward,
+// and the forward-only ksum_and_square (ksum in self mode plus the sums of the squared kernel values, one pass).
 //
 // Each checks its arguments (checks.h), copies the inputs once to contiguous fp32 (fp64 for fp64) --
 // O((N + M) D) -- shifts radial inputs by their common mean where that pays, runs the tiled engine of
@@ -81,25 +82,45 @@ Job<T> base_job(const Prepared& p) {
 template <typename T>
 T* ptr(const at::Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
 
+// The sum job: out [N, C] = sum_j k(x_i, y_j) w_jc; with out_sq (self mode), the sums of k(x_i, y_j)^2 from
+// the same tiles.  out / out_sq: zeros in the accumulation type.
+void run_sum(const Prepared& p, const at::Tensor& wa, int64_t family, at::ArrayRef<double> params, at::Tensor& out,
+             at::Tensor* out_sq) {
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "ksum_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    job.Cs = wa.size(1);
+    job.sum_wr = wa.data_ptr<scalar_t>();
+    if (p.self) job.sum_wc = job.sum_wr;
+    job.sum_sq = out_sq != nullptr;
+    Outputs<scalar_t> o;
+    o.sum_row = out.data_ptr<scalar_t>();
+    if (out_sq) o.sum_sq_row = out_sq->data_ptr<scalar_t>();
+    run_job(job, fam, o);
+  });
+}
+
 at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& w, int64_t family,
                     at::ArrayRef<double> params) {
   check_ksum_args(x, y, w, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   at::Tensor wa = prep(w, p.acc);
-  const int64_t C = w.size(1);
-  at::Tensor out = at::zeros({p.N, C}, x.options().dtype(p.acc));
-  AT_DISPATCH_FLOATING_TYPES(p.acc, "ksum_cpu", [&] {
-    Family<scalar_t> fam(family, params.vec());
-    Job<scalar_t> job = base_job<scalar_t>(p);
-    job.Cs = C;
-    job.sum_wr = wa.data_ptr<scalar_t>();
-    if (p.self) job.sum_wc = job.sum_wr;
-    Outputs<scalar_t> o;
-    o.sum_row = out.data_ptr<scalar_t>();
-    run_job(job, fam, o);
-  });
+  at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
+  run_sum(p, wa, family, params, out, nullptr);
   return out.to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, const at::Tensor& w, int64_t family,
+                                                       at::ArrayRef<double> params) {
+  check_ksum_and_square_args(x, w, family, params);
+  Prepared p = prepare(x, std::nullopt, family);
+  check_rows(w, p.N, "w");
+  at::Tensor wa = prep(w, p.acc);
+  at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
+  at::Tensor out_sq = at::zeros_like(out);
+  run_sum(p, wa, family, params, out, &out_sq);
+  return {out.to(x.scalar_type()), out_sq.to(x.scalar_type())};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tensor& grad, const at::Tensor& x,

@@ -12,6 +12,8 @@ namespace gankernels {
 TORCH_LIBRARY(gankernels, m) {
   // pairwise engine: sums, flow fields and their derivatives (docs/ENGINE.md)
   m.def("ksum(Tensor x, Tensor? y, Tensor w, int family, float[] params) -> Tensor");
+  // forward only: ksum over x in self mode and the same sums of the squared kernel values, one pass
+  m.def("ksum_and_square(Tensor x, Tensor w, int family, float[] params) -> (Tensor, Tensor)");
   m.def(
       "ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family, float[] params, bool[3] output_mask) "
       "-> (Tensor, Tensor, Tensor)");
@@ -42,6 +44,7 @@ TORCH_LIBRARY(gankernels, m) {
 
 TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
   m.impl("ksum", &ksum_cpu);
+  m.impl("ksum_and_square", &ksum_and_square_cpu);
   m.impl("ksum_backward", &ksum_backward_cpu);
   m.impl("kflow", &kflow_cpu);
   m.impl("kflow_backward", &kflow_backward_cpu);

@@ -8,6 +8,7 @@ for the pairwise engine, differentiable once more:
 * ``kflow`` -> ``kflow_backward`` (the Hessian-vector product; not differentiable: no third order)
 * ``smoothed_score`` -> ``smoothed_score_backward`` (first order only)
 * ``pulling_away`` -> ``pulling_away_backward`` (first order only)
+* ``ksum_and_square`` is forward-only (the variance's sums for evaluation)
 * the Langevin ops are sampling updates: not differentiable (``langevin_step_`` mutates x).
 
 The math: ``docs/ENGINE.md`` (pairwise engine) and ``docs/MATH.md``.
@@ -31,6 +32,13 @@ def _ksum_fake(x, y, w, family, params):
     check_family(family, params)
     check_same_device(("x", x), ("y", y), ("w", w))
     return x.new_empty(x.shape[0], w.shape[1])
+
+
+@torch.library.register_fake("gankernels::ksum_and_square")
+def _ksum_and_square_fake(x, w, family, params):
+    check_family(family, params)
+    check_same_device(("x", x), ("w", w))
+    return x.new_empty(x.shape[0], w.shape[1]), x.new_empty(x.shape[0], w.shape[1])
 
 
 @torch.library.register_fake("gankernels::ksum_backward")
@@ -83,6 +91,17 @@ def _ksum_backward(ctx, grad):
 
 
 torch.library.register_autograd("gankernels::ksum", _ksum_backward, setup_context=_ksum_setup)
+
+
+# ksum_and_square(x, w) -> (out, out_sq): forward only (the variance's moments for evaluation)
+
+def _forward_only(ctx, *grads):
+    raise NotImplementedError("gankernels: ksum_and_square is forward-only; differentiate ksum instead "
+                              "(mmd2_and_variance does so when x or y requires grad)")
+
+
+torch.library.register_autograd("gankernels::ksum_and_square", _forward_only,
+                                setup_context=lambda ctx, inputs, output: None)
 
 
 # ksum_backward(g, x, y?, w) -> (gx, gy, gw); its backward (the double backward of ksum):
@@ -286,6 +305,7 @@ torch.library.register_autograd("gankernels::pulling_away_backward", _pulling_aw
 # op -> (Triton module, launcher): every CUDA kernel of the library, registered once at import.
 CUDA_LAUNCHERS = {
     "ksum": ("triton_engine", "ksum"),
+    "ksum_and_square": ("triton_engine", "ksum_and_square"),
     "ksum_backward": ("triton_engine", "ksum_backward"),
     "kflow": ("triton_engine", "kflow"),
     "kflow_backward": ("triton_engine", "kflow_backward"),

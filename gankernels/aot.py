@@ -194,13 +194,23 @@ def _engine_variants(arch: int) -> List[Variant]:
                         for bc, bo in blocks:
                             if (bc, bo) != top and (fam != 0 or self_mode):
                                 continue
-                            sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc, "P": acc})
+                            sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc,
+                                                         "OUT2": acc, "P": acc})
                             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
-                                      **common, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
+                                      SQUARE=False, **common, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
+                                      BLOCK_O=bo)
                             out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx,
                                                cfg.num_warps,
                                                representative=flow and not self_mode and fam == 0
                                                and (bc, bo) == top, top=(bc, bo) == top))
+            # SQUARE (ksum_and_square, self mode): the variance's two indicator columns, blocks of 16
+            for fam in _FAMILIES:
+                sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc, "OUT2": acc,
+                                             "P": acc})
+                cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
+                          **common, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2), BLOCK_O=cfg.oblock(2))
+                out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx, cfg.num_warps,
+                                   representative=fam == 0, top=False))
             # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
             # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
             # largest blocks): families x outputs there, roles x outputs and block sizes for the Gaussian.
@@ -355,7 +365,8 @@ def matrix(archs: Iterable[int] = ARCHS) -> List[Variant]:
 
 
 def representative(archs: Iterable[int] = ARCHS, dtypes: Iterable[str] = DTYPES) -> List[Variant]:
-    """One variant per kernel x dtype x arch (heaviest flags, largest blocks, Gaussian, ieee)."""
+    """One variant per kernel x dtype x arch (heaviest flags, largest blocks, Gaussian, ieee); the pair
+    kernel's SQUARE variant counts as a kernel of its own."""
     want = set(dtypes)
     out = [v for v in matrix(archs) if v.representative and "tf32" not in v.prec.split("/")[0]]
     keep, seen = [], set()
@@ -363,7 +374,7 @@ def representative(archs: Iterable[int] = ARCHS, dtypes: Iterable[str] = DTYPES)
         ds = [d for d in v.dtypes if d in want]
         if not ds:
             continue
-        k = (v.kernel, v.arch, v.dtypes)
+        k = (v.kernel, bool(v.constexprs.get("SQUARE")), v.arch, v.dtypes)
         if k not in seen:
             seen.add(k)
             keep.append(v)

@@ -5,6 +5,7 @@ Math (docs/ENGINE.md is the contract): a kernel is ``k(a, b) = phi(z)`` with
 families 6-7).  The ops are
 
 * ``ksum(x, y, w)``            ``out_ic = sum_j k(x_i, y_j) w_jc``
+* ``ksum_and_square(x, w)``   the same over x (self mode) and ``sum_j k(x_i, x_j)^2 w_jc`` from the same tiles
 * ``ksum_backward(g, ...)``    gradients of ``sum_ic g_ic out_ic``
 * ``kflow(x, y, a, b)``        ``out_i = sum_j (a_i . b_j) grad_1 k(x_i, y_j)``
 * ``kflow_backward(h, ...)``   gradients of ``sum_i h_i . out_i`` (Hessian-vector products)
@@ -92,7 +93,7 @@ from .triton_utils import (
     HAS_TRITON, LaunchConfig, as_rows, device_constants, on_input_device, row_stride, tl, triton,
 )
 
-__all__ = ["ksum", "ksum_backward", "kflow", "kflow_backward", "HAS_TRITON"]
+__all__ = ["ksum", "ksum_and_square", "ksum_backward", "kflow", "kflow_backward", "HAS_TRITON"]
 
 # the family codes are defined once, in kernels.py; the kernels compare FAMILY with these constexprs
 from .kernels import (  # noqa: E402
@@ -329,15 +330,16 @@ if HAS_TRITON:
         return p
 
     @triton.jit
-    def _pair_kernel(R, Q, RC, QC, OUT, P,
+    def _pair_kernel(R, Q, RC, QC, OUT, OUT2, P,
                      NR, NQ, D, C, NO,
                      s_r, s_q, s_rc, s_qc, s_out,
                      NP, IP,
                      FAMILY: tl.constexpr, RADIAL: tl.constexpr, FLOW: tl.constexpr, SELF: tl.constexpr,
-                     ACC: tl.constexpr, PREC: tl.constexpr,
+                     SQUARE: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr,
                      BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr,
                      BLOCK_C: tl.constexpr, BLOCK_O: tl.constexpr):
         """FLOW=False: OUT[r, o] = sum_q k(R_r, Q_q) QC[q, o]            (o < NO = C)
+                    SQUARE: also OUT2[r, o] = sum_q k(R_r, Q_q)^2 QC[q, o] (same tiles)
         FLOW=True:  OUT[r, o] = sum_q (RC_r . QC_q) grad_1 k(R_r, Q_q)_o  (o < NO = D)"""
         pid_i = tl.program_id(0)
         pid_o = tl.program_id(1)
@@ -345,6 +347,7 @@ if HAS_TRITON:
         ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
         mo = ro < NO
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
+        acc2 = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         rsum = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, NQ, BLOCK_J):
             rj, mj = _span(j0, BLOCK_J, NQ)
@@ -363,11 +366,15 @@ if HAS_TRITON:
                 s = tl.where(mj[None, :], f0, 0.0)
                 v = tl.load(QC + rj[:, None] * s_qc + ro[None, :], mask=mj[:, None] & mo[None, :], other=0.0)
             acc += tl.dot(s, v.to(ACC), input_precision=PREC)
+            if SQUARE:
+                acc2 += tl.dot(s * s, v.to(ACC), input_precision=PREC)
         if FLOW:
             if RADIAL:  # sum_j 2 s_ij (r_i - q_j)
                 r = tl.load(R + ri[:, None] * s_r + ro[None, :], mask=mi[:, None] & mo[None, :], other=0.0)
                 acc = 2.0 * (r.to(ACC) * rsum[:, None] - acc)
         tl.store(OUT + ri[:, None] * s_out + ro[None, :], acc, mask=mi[:, None] & mo[None, :])
+        if SQUARE:
+            tl.store(OUT2 + ri[:, None] * s_out + ro[None, :], acc2, mask=mi[:, None] & mo[None, :])
 
     @triton.jit
     def _hvp_kernel(R, Q, H, RC, QC, OUTD, OUTC, P,
@@ -505,7 +512,8 @@ def _param_tensor(family, params, dtype, device):
     return device_constants(vals, dtype, device), n_mix, ip
 
 
-def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode):
+def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode, out_sq=None):
+    """out_sq (sums only, same shape and strides as out): also the sums of the squared kernel values."""
     NR, D = R.shape
     NQ = Q.shape[0]
     C = QC.shape[1]
@@ -514,16 +522,18 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode):
         return out
     if NQ == 0:
         out.zero_()
+        if out_sq is not None:
+            out_sq.zero_()
         return out
     bo = cfg.oblock(NO)
     grid = (triton.cdiv(NR, cfg.bi), triton.cdiv(NO, bo))
     RCt = RC if RC is not None else QC
     _pair_kernel[grid](
-        R, Q, RCt, QC, out, P,
+        R, Q, RCt, QC, out, out if out_sq is None else out_sq, P,
         NR, NQ, D, C, NO,
         row_stride(R), row_stride(Q), row_stride(RCt), row_stride(QC), row_stride(out),
         np_, ip,
-        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode,
+        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode, SQUARE=out_sq is not None,
         ACC=cfg.acc, PREC=cfg.prec,
         BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
         num_warps=cfg.num_warps,
@@ -620,6 +630,21 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
     out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
     _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode)
     return out.to(dtype)
+
+
+@on_input_device
+def ksum_and_square(x: torch.Tensor, w: torch.Tensor, family: int,
+                    params: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out, out_sq) [N, C]: sum_j k(x_i, x_j) w_jc and sum_j k(x_i, x_j)^2 w_jc, one pass (forward only)."""
+    _checks.ksum_args(x, None, w, family, params)
+    cfg, dtype, xr, yr, self_mode = _prepare(x, None, family)
+    fam = int(family)
+    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    wr = as_rows(w, dtype)
+    out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
+    out_sq = torch.empty_like(out)
+    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode, out_sq=out_sq)
+    return out.to(dtype), out_sq.to(dtype)
 
 
 @on_input_device

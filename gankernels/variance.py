@@ -40,12 +40,15 @@ estimate over distinct indices ((n)_k = n (n-1) ... (n-k+1)):
 Both variance estimates are unbiased-type estimates and can be negative for small
 samples; ``kid`` clamps at 0 before the square root, ``mmd2_ratio`` at ``min_var``.
 
-What is fused: every sum above comes from two or three symmetric ``gankernels::ksum``
-calls over z = [x; y] with the two indicator weight columns (x rows, y rows): one with
-the kernel (the row sums rx + k(x_i, x_i), cx, cy, ry + k(y_j, y_j)) and one per term
-of the kernel's square written as a sum of kernels of the same families
-(``squared_kernel``).  Memory O((N + M) D); nothing N x M.  The O(N + M) combination
-is done in float64 (the terms cancel to O(1/N) of their size).
+What is fused: without autograd (evaluation, ``kid``) every sum above comes from ONE
+``gankernels::ksum_and_square`` pass over z = [x; y] in self mode (tiles J >= I, mirrored) with the two
+indicator weight columns (x rows, y rows): each tile's kernel values k_ij give the row sums
+(rx + k(x_i, x_i), cx, cy, ry + k(y_j, y_j)) and, squared in place, the Q sums, so the pair GEMM is paid
+once.  When x or y requires grad, two or three differentiable symmetric ``ksum`` calls instead: one with the
+kernel and one per term of the kernel's square written as a sum of kernels of the same families
+(``squared_kernel``; Energy from the first two moments).  CUDA: ``ksum_and_square``'s Triton launcher
+squares in the same launch (over all N x N tiles, as its ``ksum``).  Memory O((N + M) D); nothing N x M.
+The O(N + M) combination is done in float64 (the terms cancel to O(1/N) of their size).
 """
 from __future__ import annotations
 
@@ -125,29 +128,38 @@ def _energy_squared_blocks(z: torch.Tensor, n: int):
     return qxx, qyy, qxy
 
 
-def _moments(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel):
-    """The sums of the module docstring, float64: (rx, cx, cy, ry, Q_xx, Q_yy, Q_xy)."""
+def _moments(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, fused=None):
+    """The sums of the module docstring, float64: (rx, cx, cy, ry, Q_xx, Q_yy, Q_xy).
+
+    ``fused``: one ``ksum_and_square`` pass (not differentiable); None: fused unless autograd needs x or y."""
     n, m = x.shape[0], y.shape[0]
+    terms = squared_kernel(kernel, x.shape[1])  # also refuses the kernels the variance does not support
+    if fused is None:
+        fused = not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
     acc = _acc_dtype(x)
     z = torch.cat([x, y], 0).to(acc)
     onehot = torch.cat([z.new_tensor([[1.0, 0.0]]).expand(n, 2), z.new_tensor([[0.0, 1.0]]).expand(m, 2)])
     family, params = _encode(kernel, x.shape[1])
-    s = _ops_ns.ksum(z, None, onehot, family, params).double()
     diag = _self_diagonal(kernel, z).double()
+    d2 = diag * diag  # k(a, a)^2: the diagonal of the squared kernel
+    if fused:
+        s, q = (t.double() for t in _ops_ns.ksum_and_square(z, onehot, family, params))
+        qxx, qxy, qyy = q[:n, 0].sum() - d2[:n].sum(), q[:n, 1].sum(), q[n:, 1].sum() - d2[n:].sum()
+    else:
+        s = _ops_ns.ksum(z, None, onehot, family, params).double()
+        if isinstance(kernel, K.Energy):
+            qxx, qyy, qxy = (q.double() for q in _energy_squared_blocks(z, n))
+        else:
+            qxx = qyy = qxy = 0.0
+            for kt, coef in terms:
+                ft, pt = _encode(kt, x.shape[1])
+                s2 = _ops_ns.ksum(z, None, onehot, ft, pt).double()
+                qxx = qxx + coef * s2[:n, 0].sum()
+                qxy = qxy + coef * s2[:n, 1].sum()
+                qyy = qyy + coef * s2[n:, 1].sum()
+            qxx, qyy = qxx - d2[:n].sum(), qyy - d2[n:].sum()
     rx, cx = s[:n, 0] - diag[:n], s[:n, 1]
     cy, ry = s[n:, 0], s[n:, 1] - diag[n:]
-    if isinstance(kernel, K.Energy):
-        qxx, qyy, qxy = (q.double() for q in _energy_squared_blocks(z, n))
-    else:
-        qxx = qyy = qxy = 0.0
-        for kt, coef in squared_kernel(kernel, x.shape[1]):
-            ft, pt = _encode(kt, x.shape[1])
-            s2 = _ops_ns.ksum(z, None, onehot, ft, pt).double()
-            qxx = qxx + coef * s2[:n, 0].sum()
-            qxy = qxy + coef * s2[:n, 1].sum()
-            qyy = qyy + coef * s2[n:, 1].sum()
-        d2 = diag * diag   # k(a, a)^2: the squared kernel's diagonal
-        qxx, qyy = qxx - d2[:n].sum(), qyy - d2[n:].sum()
     return rx, cx, cy, ry, qxx, qyy, qxy
 
 
@@ -221,9 +233,9 @@ def mmd2_and_variance(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, varian
     ``"auto"`` (sutherland when N = M, else complete).  Formulas: the module docstring
     and docs/ESTIMATORS.md.  The variance estimate can be negative for small samples.
 
-    Differentiable (twice) w.r.t. x and y; fused: two symmetric ``ksum`` passes over
-    [x; y] for Gaussian / Laplacian with one bandwidth and for the other supported
-    families, three for mixtures; O((N + M) D) memory.  The results are in x's dtype
+    Differentiable (twice) w.r.t. x and y (two symmetric ``ksum`` passes over [x; y], three
+    for Gaussian / Laplacian mixtures); without autograd one ``ksum_and_square`` pass;
+    O((N + M) D) memory.  The results are in x's dtype
     (float32 for float16 / bfloat16 inputs).  NotImplementedError for kernels whose
     square is no kernel of the engine's families (``squared_kernel``).
     """

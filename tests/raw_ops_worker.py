@@ -86,13 +86,13 @@ def build(backend: str) -> list:
     if backend == "cpu":
         o = torch.ops.gankernels
         ops = {name: getattr(o, name) for name in (
-            "ksum", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
+            "ksum", "ksum_and_square", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
             "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
             "pulling_away_backward", "family_constants")}
     else:
         from gankernels import triton_engine as te, triton_langevin as tlg, triton_pulling_away as tp
         from gankernels import triton_score as ts
-        ops = dict(ksum=te.ksum, ksum_backward=te.ksum_backward, kflow=te.kflow, kflow_backward=te.kflow_backward,
+        ops = dict(ksum=te.ksum, ksum_and_square=te.ksum_and_square, ksum_backward=te.ksum_backward, kflow=te.kflow, kflow_backward=te.kflow_backward,
                    smoothed_score=ts.smoothed_score, smoothed_score_backward=ts.smoothed_score_backward,
                    langevin_step=tlg.langevin_step, langevin_step_=tlg.langevin_step_,
                    kernel_langevin=tlg.kernel_langevin, kde_langevin=tlg.kde_langevin,
@@ -109,6 +109,7 @@ def build(backend: str) -> list:
     # ---------------------------------------------------------------- the pairwise engine ops
     pair_calls = {
         "ksum": lambda fam, p: ops["ksum"](x, y, w, fam, p),
+        "ksum_and_square": lambda fam, p: ops["ksum_and_square"](x, a, fam, p),
         "ksum_backward": lambda fam, p: ops["ksum_backward"](g_sum, x, y, w, fam, p, m3),
         "kflow": lambda fam, p: ops["kflow"](x, y, a, b, fam, p),
         "kflow_backward": lambda fam, p: ops["kflow_backward"](h, x, y, a, b, fam, p, m4),
@@ -191,8 +192,28 @@ def build(backend: str) -> list:
         ("mask of 3", lambda: kfb(h, x, y, a, b, 0, G, m3), ()),
     ]:
         cs.add("kflow_backward", what, call, names=nm)
+    ksq = ops["ksum_and_square"]
+    for what, xb, _yb, nm in points:
+        if what.startswith("x "):
+            cs.add("ksum_and_square", what, lambda xb=xb: ksq(xb, a, 0, G), names=nm)
+    for what, call, nm in [
+        ("w rows", lambda: ksq(x, w, 0, G), ("w",)),
+        ("w 1-D", lambda: ksq(x, a[:, 0], 0, G), ("w",)),
+        ("w 3-D", lambda: ksq(x, a[None], 0, G), ("w",)),
+        ("w int", lambda: ksq(x, a.long(), 0, G), ("w",)),
+        ("w bool", lambda: ksq(x, a > 0, 0, G), ("w",)),
+        ("w meta", lambda: ksq(x, a.to(meta), 0, G), ()),
+        ("missing params", lambda: ksq(x, a, 0), ("params",)),
+        ("extra argument", lambda: ksq(x, a, 0, G, 1), ()),
+        ("y given", lambda: ksq(x, x, a, 0, G), ()),
+        ("family not an int", lambda: ksq(x, a, 0.5, G), ("family",)),
+        ("w no columns", lambda: ksq(x, a[:, :0], 0, G), ("w",)),
+    ]:
+        cs.add("ksum_and_square", what, call, expect="any" if what == "w no columns" else "raise", names=nm)
+
     xn = x.clone()
     xn[1, 2] = NAN
+    cs.add("ksum_and_square", "nan in x gives nan", lambda: ksq(xn, a, 0, G), expect="ok")
     cs.add("ksum", "nan in x gives nan", lambda: ksum(xn, y, w, 0, G), expect="ok")
     cs.add("kflow", "nan in x gives nan", lambda: kflow(xn, y, a, b, 0, G), expect="ok")
 

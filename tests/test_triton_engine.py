@@ -206,6 +206,25 @@ def test_shapes(N, M, D, C, name, self_mode):
 
 
 @pytest.mark.triton
+@pytest.mark.parametrize("N,D,C,dtype", [(1, 3, 2, torch.float64), (17, 3, 2, torch.float64),
+                                         (37, 33, 3, torch.float64), (37, 5, 2, torch.float32)],
+                         ids=["n1", "small", "tiles", "fp32"])
+@pytest.mark.parametrize("name", ["gaussian", "rq", "laplacian", "energy", "polynomial", "linear"])
+def test_ksum_and_square(name, N, D, C, dtype):
+    """(K w, (K o K) w) over x, one launch; the first output equals ksum's self mode."""
+    _, family, params = BY_NAME[name]
+    dat = _data(N, N, D, C, dtype, seed=5 + N, self_mode=True)
+    x, w = dat["x"], dat["w"]
+    out, out_sq = te.ksum_and_square(x, w, family, params)
+    assert out.dtype == out_sq.dtype == dtype and out.shape == out_sq.shape == (N, C)
+    k = _gram(family, params, x.double(), x.double())
+    rtol, atol = (1e-9, 1e-9) if dtype == torch.float64 else (2e-3, 2e-4)
+    _close(out, k @ w.double(), rtol, atol, "ksum_and_square.out")
+    _close(out_sq, (k * k) @ w.double(), rtol, atol, "ksum_and_square.out_sq")
+    torch.testing.assert_close(out, te.ksum(x, None, w, family, params), rtol=0, atol=0)
+
+
+@pytest.mark.triton
 def test_float16_gaussian():
     family, params = 0, [1.0, 2.0]
     dat = _data(17, 3, 33, 3, torch.float16, seed=4)
