@@ -280,6 +280,23 @@ if HAS_TRITON:
         return idx, idx < N
 
     @triton.jit
+    def _program_block(N, NO, BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr):
+        """The rows (grid axis 0, blocks of BLOCK_I) and output columns (axis 1, blocks of BLOCK_O) this
+        program owns, with their in-range masks."""
+        ri, mi = _span(tl.program_id(0) * BLOCK_I, BLOCK_I, N)
+        ro = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
+        return ri, mi, ro, ro < NO
+
+    @triton.jit
+    def _z_from_dots(xy, rn, qn, ri, rj, SELF: tl.constexpr):
+        """Radial z = max(|a|^2 + |b|^2 - 2 a.b, 0) (NaN-preserving clamp); self pairs exactly 0 (NaN kept)."""
+        z = rn[:, None] + qn[None, :] - 2.0 * xy
+        z = tl.where(z < 0.0, 0.0, z)
+        if SELF:
+            z = tl.where(ri[:, None] == rj[None, :], z * 0.0, z)
+        return z
+
+    @triton.jit
     def _distance_dot(a, b, PREC: tl.constexpr):
         """a @ b for squared distances: never plain TF32 (its ~1e-3 relative error on |a|^2 + |b|^2 would
         swamp small distances); where the user allows TF32, 3xTF32 keeps about fp32 accuracy on tensor cores."""
@@ -308,10 +325,7 @@ if HAS_TRITON:
                 rn += tl.sum(af * af, 1)
                 qn += tl.sum(bf * bf, 0)
         if RADIAL:
-            z = rn[:, None] + qn[None, :] - 2.0 * xy
-            z = tl.where(z < 0.0, 0.0, z)  # NaN-preserving clamp
-            if SELF:
-                z = tl.where(ri[:, None] == rj[None, :], z * 0.0, z)  # exact diagonal, NaN kept
+            z = _z_from_dots(xy, rn, qn, ri, rj, SELF)
         else:
             z = xy
         return z
@@ -341,11 +355,7 @@ if HAS_TRITON:
         """FLOW=False: OUT[r, o] = sum_q k(R_r, Q_q) QC[q, o]            (o < NO = C)
                     SQUARE: also OUT2[r, o] = sum_q k(R_r, Q_q)^2 QC[q, o] (same tiles)
         FLOW=True:  OUT[r, o] = sum_q (RC_r . QC_q) grad_1 k(R_r, Q_q)_o  (o < NO = D)"""
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, NR)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < NO
+        ri, mi, ro, mo = _program_block(NR, NO, BLOCK_I, BLOCK_O)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         acc2 = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         rsum = tl.zeros([BLOCK_I], ACC)
@@ -435,16 +445,13 @@ if HAS_TRITON:
                     rn += tl.sum(af * af, 1)
                     qn += tl.sum(bf * bf, 0)
             if RADIAL:
-                z = rn[:, None] + qn[None, :] - 2.0 * xy
-                z = tl.where(z < 0.0, 0.0, z)  # NaN-preserving clamp
+                z = _z_from_dots(xy, rn, qn, ri, rj, SELF)
                 if SIDE == 0:
                     hij = 2.0 * (hs_r[:, None] - hd)
                 else:
                     hij = 2.0 * (hs_q[None, :] - hd)
-                if SELF:  # self pairs: z = 0 and h . (x_i - x_i) = 0 exactly (NaN kept)
-                    diag = ri[:, None] == rj[None, :]
-                    z = tl.where(diag, z * 0.0, z)
-                    hij = tl.where(diag, hij * 0.0, hij)
+                if SELF:  # self pairs: h . (x_i - x_i) = 0 exactly (NaN kept)
+                    hij = tl.where(ri[:, None] == rj[None, :], hij * 0.0, hij)
             else:
                 z = xy
                 hij = hd

@@ -34,7 +34,7 @@ from .triton_score import _grid, _launch_score, _points, _scalars, _shift, _sigm
 from .triton_utils import HAS_TRITON, LaunchConfig, interpreting, on_input_device, tl, triton
 
 if HAS_TRITON:
-    from .triton_engine import _phi, _span, _tile_z
+    from .triton_engine import _phi, _program_block, _span, _tile_z
     from .triton_noise import _update
 
 __all__ = ["langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin"]
@@ -66,11 +66,7 @@ if HAS_TRITON:
                           BLOCK_O: tl.constexpr):
         """XOUT[i, o] = x_io + eta flow_io + scale xi(seed, step, i D + o),
         flow_i = sum_j w_j grad_1 k(x_i, c_j) (radial: 2 sum_j w_j phi'(z_ij) (x_i - c_j)); SC = [eta, scale]."""
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < D
+        ri, mi, ro, mo = _program_block(N, D, BLOCK_I, BLOCK_O)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         rsum = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, M, BLOCK_J):

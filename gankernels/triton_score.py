@@ -53,7 +53,7 @@ from ._checks import _require, check_positive as _positive
 from .triton_utils import HAS_TRITON, LaunchConfig, device_constants, on_input_device, tl, triton
 
 if HAS_TRITON:
-    from .triton_engine import _span, _tile_p, _tile_z
+    from .triton_engine import _program_block, _span, _tile_p, _tile_z
     from .triton_noise import _update
 
 __all__ = ["smoothed_score", "smoothed_score_backward"]
@@ -80,11 +80,7 @@ if HAS_TRITON:
         """
         ea = tl.load(SC)
         eb = tl.load(SC + 4)
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < D
+        ri, mi, ro, mo = _program_block(N, D, BLOCK_I, BLOCK_O)
         m = tl.full([BLOCK_I], float("-inf"), ACC)  # running max of the logits
         l = tl.zeros([BLOCK_I], ACC)                # running sum of exp(logit - m)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)     # running sum of exp(logit - m) y_j
@@ -112,7 +108,7 @@ if HAS_TRITON:
             tl.store(XOUT + ri[:, None] * s_out + ro[None, :], out, mask=m2)
         else:
             tl.store(SCORE + ri[:, None] * s_out + ro[None, :], score, mask=m2)
-            if pid_o == 0:
+            if tl.program_id(1) == 0:
                 tl.store(LSE + ri, m + tl.log(l), mask=mi)
 
     @triton.jit
@@ -146,11 +142,7 @@ if HAS_TRITON:
         SC = [ea, 1 / sigma^2, 1 / sigma^4, eb] with 1 / 2 sigma^2 = ea eb."""
         ea = tl.load(SC)
         eb = tl.load(SC + 3)
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, N)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < D
+        ri, mi, ro, mo = _program_block(N, D, BLOCK_I, BLOCK_O)
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         for j0 in range(0, M, BLOCK_J):
             rj, mj = _span(j0, BLOCK_J, M)
@@ -176,11 +168,7 @@ if HAS_TRITON:
         ea = tl.load(SC)
         eb = tl.load(SC + 3)
         inv_s2 = tl.load(SC + 1)
-        pid_j = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        rj, mj = _span(pid_j * BLOCK_J, BLOCK_J, M)
-        ro = pid_o * BLOCK_O + tl.arange(0, BLOCK_O)
-        mo = ro < D
+        rj, mj, ro, mo = _program_block(M, D, BLOCK_J, BLOCK_O)
         acc_p = tl.zeros([BLOCK_J, BLOCK_O], ACC)  # sum_i p_ij g_i
         acc_c = tl.zeros([BLOCK_J, BLOCK_O], ACC)  # sum_i C_ij x_i
         csum = tl.zeros([BLOCK_J], ACC)
@@ -204,7 +192,7 @@ if HAS_TRITON:
             gy = acc_p * inv_s2 + (acc_c - y * csum[:, None]) * tl.load(SC + 2)
             tl.store(GY + rj[:, None] * s_out + ro[None, :], gy, mask=m2)
         if NEED_W:
-            if pid_o == 0:
+            if tl.program_id(1) == 0:
                 tl.store(GW + rj, wsum * inv_s2, mask=mj)
 
 

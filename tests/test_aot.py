@@ -77,7 +77,7 @@ def test_matrix_covers_every_kernel():
 
     from triton.runtime.jit import JITFunction
 
-    helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots", "_span", "_distance_dot",
+    helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots", "_span", "_distance_dot", "_program_block", "_z_from_dots",
                "_pow_steep"}
     want = set()
     for mod in ("triton_engine", "triton_score", "triton_langevin", "triton_pulling_away"):
