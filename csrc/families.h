@@ -14,7 +14,7 @@
 // rounding.  Results below 1e-30 (fp32) are flushed to 0 so that squaring never
 // produces subnormals.
 //
-// Extreme parameters (issue 13).  Every derived constant is computed in double
+// Extreme parameters.  Every derived constant is computed in double
 // from the double params and rounded to T once.  A component whose constants
 // leave [2^-e, 2^e] (e = max_exponent / 3 of T: 2^42 for fp32, 2^341 for fp64)
 // is "steep" and takes a guarded loop instead of the plain one:

@@ -124,12 +124,12 @@ def build(backend: str) -> list:
     # The reported crashes, verbatim.
     x4 = torch.randn(4, 3)
     w4 = torch.randn(4, 2)
-    cs.add("ksum", "issue: ksum(x, x, w, 6, [])", lambda: ops["ksum"](x4, x4, w4, 6, []), names=FAMILY_NAMES)
-    cs.add("kflow", "issue: kflow(x, x, w, w, 1, [])", lambda: ops["kflow"](x4, x4, w4, w4, 1, []),
+    cs.add("ksum", "reported: ksum(x, x, w, 6, [])", lambda: ops["ksum"](x4, x4, w4, 6, []), names=FAMILY_NAMES)
+    cs.add("kflow", "reported: kflow(x, x, w, w, 1, [])", lambda: ops["kflow"](x4, x4, w4, w4, 1, []),
            names=FAMILY_NAMES)
-    cs.add("kernel_langevin", "issue: kernel_langevin(x, x, ones, 5, [])",
+    cs.add("kernel_langevin", "reported: kernel_langevin(x, x, ones, 5, [])",
            lambda: ops["kernel_langevin"](x4, x4, torch.ones(4), 5, [], .1, 1, 1., 0), names=FAMILY_NAMES)
-    cs.add("ksum", "issue: ksum(x, x, w, 0, [0.0])", lambda: ops["ksum"](x4, x4, w4, 0, [0.0]), names=FAMILY_NAMES)
+    cs.add("ksum", "reported: ksum(x, x, w, 0, [0.0])", lambda: ops["ksum"](x4, x4, w4, 0, [0.0]), names=FAMILY_NAMES)
 
     G = [1.0]
     ksum, ksb, kflow, kfb = ops["ksum"], ops["ksum_backward"], ops["kflow"], ops["kflow_backward"]

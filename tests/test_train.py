@@ -10,7 +10,7 @@
   checkpoint, bad sample flags): a ConfigError / one-line CLI error, and no file is changed.
 * Files: a run never writes over a file it did not create; a killed and resumed
   run writes the same metrics.jsonl as the uninterrupted one; metrics.jsonl is strict JSON.
-* Issue 17: the f-GAN critic penalty keeps a kl critic bounded where the free one runs away;
+* Trainer recipes: the f-GAN critic penalty keeps a kl critic bounded where the free one runs away;
   every divergence's defaults give finite, non-frozen training (smoke; the 3,000-step check is
   bench/train_quality.py); --d-steps per recipe and the settings in report.md; --eta and
   --n-critic are one-line errors; every flow-gan kernel pulls toward the data; score-GAN leaves
