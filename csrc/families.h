@@ -61,7 +61,9 @@ inline bool is_radial(int64_t family) { return family != kPolynomial && family !
 // exp(x) for x <= 0 ... moderate positive x, vectorisable (no calls, no branches
 // the compiler cannot turn into blends).  Cody-Waite range reduction and a
 // degree-6 polynomial: about 1 ulp.  NaN propagates.  Flushes below 1e-30.
-inline float fast_exp(float x) {
+// Always inlined: called through the PLT (-fPIC) it does not vectorise and the
+// Gaussian ksum runs ~2.5x slower.
+__attribute__((always_inline)) inline float fast_exp(float x) {
   const float kFlush = -69.0f;  // exp(-69) ~ 1e-30
   float xc = x > 88.0f ? 88.0f : x;
   xc = xc < kFlush ? kFlush : xc;
@@ -81,7 +83,7 @@ inline float fast_exp(float x) {
   float out = p * scale;
   return x < kFlush ? 0.0f : out;  // NaN < kFlush is false: NaN stays (p is NaN)
 }
-inline double fast_exp(double x) { return std::exp(x); }
+__attribute__((always_inline)) inline double fast_exp(double x) { return std::exp(x); }
 
 template <typename T> inline T flush_tiny(T v);
 template <> inline float flush_tiny(float v) { return v < 1e-30f ? 0.0f : v; }
