@@ -8,9 +8,9 @@ shared memory over the architecture's per-block limit.  The table records
 registers, spill bytes, shared memory and how ``tl.dot`` was lowered
 (``wgmma`` / ``mma`` with the operand type, or ``FMA`` when neither appears).
 
-How: the block sizes and ``num_warps`` come from the launchers' config classes
-(``triton_utils.LaunchConfig``, built for a stand-in
-CUDA tensor of each dtype, with ``allow_tf32`` off and on); the flag
+How: the block sizes, ``num_warps`` and ``num_stages`` come from the launchers' config class
+(``triton_utils.LaunchConfig``, built for a stand-in CUDA tensor of each dtype with the
+table row of the architecture compiled for, with ``allow_tf32`` off and on); the flag
 combinations, pointer dtypes and family codes mirror the launch calls.
 Registers and spills come from the ``ptxas -v`` log of the compile (or a second
 ``ptxas -v`` run where the log is not available).
@@ -295,7 +295,8 @@ def _score_variants(arch: int) -> List[Variant]:
                     sig = _sig(ts._score_bwd_y_kernel,
                                {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GY", "GW")})
                     out.append(Variant("triton_score", "_score_bwd_y_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w, **blk, BLOCK_O=bo),
+                                       dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w,
+                                            **dict(blk, BLOCK_J=cfg.score_gy_bj), BLOCK_O=bo),
                                        cfg.num_warps, num_stages=cfg.num_stages,
                                        representative=top and need_y and need_w, top=top))
     return out

@@ -345,8 +345,8 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
             grid, bo = _grid(cfg, N, cfg.bi, D)
             _score_bwd_x_kernel[grid](*args, gx, *sizes, BLOCK_O=bo, **meta)
         if need_y or need_w:
-            grid, bo = _grid(cfg, M, cfg.bj, D, cfg.score_gy_max_o)
+            grid, bo = _grid(cfg, M, cfg.score_gy_bj, D, cfg.score_gy_max_o)
             grid = grid if need_y else (grid[0], 1)
             _score_bwd_y_kernel[grid](*args, gy, gw if need_w else gy, *sizes,
-                                      NEED_Y=need_y, NEED_W=need_w, BLOCK_O=bo, **meta)
+                                      NEED_Y=need_y, NEED_W=need_w, BLOCK_O=bo, **dict(meta, BLOCK_J=cfg.score_gy_bj))
     return gx.to(x.dtype), gy.to(x.dtype), gw.to(x.dtype if w is None else w.dtype)

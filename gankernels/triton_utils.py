@@ -114,6 +114,7 @@ def cuda_arch(device) -> int:
 #   max_o               cap of the output column blocks (every kernel with a BLOCK_O)
 #   flow_bj             BLOCK_J of _pair_kernel with FLOW=True
 #   score_gy_max_o      output block cap of _score_bwd_y_kernel
+#   score_gy_bj         rows of y per program of _score_bwd_y_kernel (its BLOCK_J)
 #   hvp_bi / hvp_bj / hvp_max_o / hvp_warps   the _hvp_kernel tile, output block cap and warps
 #   num_stages          software-pipelining stages of the tiled kernels (Triton's default is 3)
 _TABLE = {
@@ -121,7 +122,7 @@ _TABLE = {
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # 64 spilled 340-1884 B (score, score bwd, flow step, pair, gram_h)
         flow_bj=64,
-        score_gy_max_o=32,
+        score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=32, hvp_max_o=64,  # 64 x 64 spilled 444 B, 64 rows x 32 columns still 300 B
         hvp_bj=32, hvp_warps=8,
         num_stages=1,       # with the caps above: fewer live tiles
@@ -130,19 +131,19 @@ _TABLE = {
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # as fp32 (gram_h and the score kernels run in fp32 or on fp32 dots)
         flow_bj=32,         # 64 spilled 440 B (the fp16 / bf16 dots of the flow tile)
-        score_gy_max_o=32,
+        score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 304 B; 32 rows x 64 columns still 224 B
         hvp_bj=32, hvp_warps=8,
         num_stages=1,
     ),
     (80, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32,
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
         hvp_bi=32, hvp_bj=32, hvp_max_o=32, hvp_warps=8, num_stages=3,  # no spills
     ),
     (90, "fp32"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=64,
-        score_gy_max_o=32,  # 64 spilled 92 B
+        score_gy_max_o=32, score_gy_bj=64,  # 64 output columns spilled 92 B
         hvp_bi=32, hvp_max_o=32,  # 64 x 64 spilled 492 B, 32 x 64 80 B, 64 x 32 108 B
         hvp_bj=32, hvp_warps=8,
         num_stages=3,       # 1 made _hvp_kernel spill more (660 B)
@@ -150,20 +151,26 @@ _TABLE = {
     (90, "half"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=32,         # 64 spilled 544 B
-        score_gy_max_o=32,  # the score kernels run in fp32: as fp32
+        score_gy_max_o=32, score_gy_bj=64,  # the score kernels run in fp32: as fp32
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 84 B; 32 rows x 64 columns 136 B
         hvp_bj=32, hvp_warps=8,
         num_stages=3,
     ),
     (90, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32,
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
         hvp_bi=32, hvp_max_o=32, hvp_warps=8, num_stages=3,
         hvp_bj=16,          # 32 spilled 68 B (4 warps: 188 B)
     ),
 }
+# Overrides of a row when the fp32 contractions use TF32 dots (``prec == "tf32"``, allow_tf32 on)
+_TF32 = {
+    (80, "fp32"): dict(score_gy_bj=32),  # 64 rows spilled 216 B with TF32 dots (16 output columns: 236 B)
+    (80, "half"): dict(score_gy_bj=32),  # the score kernels run in fp32: as fp32
+    (90, "fp32"): dict(hvp_bj=16),  # 32 spilled 328 B with TF32 (wgmma) dots (64 x 64 output: 320 B)
+}
 # TRITON_INTERPRET=1 (tests on CPU): small blocks, one warp
 _INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, score_gy_max_o=16,
-                    hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1, num_stages=3)
+                    score_gy_bj=16, hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1, num_stages=3)
 
 
 def dtype_class(dtype: torch.dtype) -> str:
@@ -208,8 +215,11 @@ class LaunchConfig:
                 arch = cuda_arch(x.device)
             self.arch = 90 if arch >= 90 else 80
             row = _TABLE[(self.arch, dtype_class(x.dtype))]
+            if self.prec == "tf32":
+                row = {**row, **_TF32.get((self.arch, dtype_class(x.dtype)), {})}
         self.bi, self.bj, self.bd, self.bc = row["bi"], row["bj"], row["bd"], row["bc"]
         self.max_o, self.flow_bj, self.score_gy_max_o = row["max_o"], row["flow_bj"], row["score_gy_max_o"]
+        self.score_gy_bj = row["score_gy_bj"]
         self.hvp_bi, self.hvp_bj, self.hvp_max_o = row["hvp_bi"], row["hvp_bj"], row["hvp_max_o"]
         self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
 

@@ -81,3 +81,20 @@ def test_compiles_without_new_spills(v):
     bound = known if triton.__version__ == MEASURED_WITH else max(known, aot.SPILL_LIMIT)
     assert r.spill <= bound, (f"{v.kernel} {v.config()} {_label(v)} sm_{v.arch} spills {r.spill} B "
                               f"(recorded: {known} B)")
+
+
+def test_launch_config_arch(monkeypatch):
+    """LaunchConfig picks its table row by architecture: explicit, or from the tensor's CUDA device."""
+    import torch
+
+    from gankernels.triton_utils import LaunchConfig
+
+    x = aot._StandIn(torch.float32)
+    assert LaunchConfig(x, arch=80).max_o == 32 and LaunchConfig(x, arch=80).num_stages == 1
+    assert LaunchConfig(x, arch=90).max_o == 64
+    assert LaunchConfig(x, arch=86).arch == 80 and LaunchConfig(x, arch=100).arch == 90
+    for cap, arch in (((8, 0), 80), ((8, 9), 80), ((9, 0), 90), ((10, 0), 90)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cap=cap: cap)
+        assert LaunchConfig(x).arch == arch
+    half = LaunchConfig(aot._StandIn(torch.float16), arch=90)
+    assert half.flow_bj == 32 and half.bj == 64
