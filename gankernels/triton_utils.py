@@ -133,7 +133,8 @@ _TABLE = {
         flow_bj=32,         # 64 spilled 440 B (the fp16 / bf16 dots of the flow tile)
         score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 304 B; 32 rows x 64 columns still 224 B
-        hvp_bj=32, hvp_warps=8,
+        hvp_bj=16,          # 32 spilled 80 B for ratquad / imq
+        hvp_warps=8,
         num_stages=1,
     ),
     (80, "fp64"): dict(
