@@ -8,9 +8,9 @@ shared memory over the architecture's per-block limit.  The table records
 registers, spill bytes, shared memory and how ``tl.dot`` was lowered
 (``wgmma`` / ``mma`` with the operand type, or ``FMA`` when neither appears).
 
-How: the block sizes and ``num_warps`` come from the launchers' config classes
-(``triton_utils.LaunchConfig``, built for a stand-in
-CUDA tensor of each dtype, with ``allow_tf32`` off and on); the flag
+How: the block sizes, ``num_warps`` and ``num_stages`` come from the launchers' config class
+(``triton_utils.LaunchConfig``, built for a stand-in CUDA tensor of each dtype with the
+table row of the architecture compiled for, with ``allow_tf32`` off and on); the flag
 combinations, pointer dtypes and family codes mirror the launch calls.
 Registers and spills come from the ``ptxas -v`` log of the compile (or a second
 ``ptxas -v`` run where the log is not available).
@@ -60,6 +60,7 @@ from .triton_utils import LaunchConfig
 ARCHS = (80, 90)
 SHARED_LIMIT = {80: 166_912, 90: 232_448}  # bytes per block with the opt-in carve-out
 SPILL_LIMIT = 64  # bytes
+KEPT_SECTION = "## Architecture-aware configurations"  # hand-written end of docs/AOT.md, kept by write_markdown
 DTYPES = ("fp32", "fp16", "bf16", "fp64")
 _TORCH_DTYPE = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp64": torch.float64}
 _FAMILIES = tuple(range(8))
@@ -79,6 +80,7 @@ class Variant:
     sig: Dict[str, str]              # argument -> "*fp32", "i32", ... (constexprs excluded)
     constexprs: Dict[str, object]
     num_warps: int
+    num_stages: int = 3               # Triton's default; the launchers pass LaunchConfig.num_stages
     representative: bool = False     # the heaviest flags at the largest blocks, Gaussian (used by the test)
     top: bool = True                 # the largest block configuration of its kernel and dtype
 
@@ -99,11 +101,16 @@ class Variant:
         if "PREC_RAW" in self.constexprs:
             parts.append(f"raw={self.constexprs['PREC_RAW']}")
         parts.append(f"w{self.num_warps}")
+        if self.num_stages != 3:
+            parts.append(f"s{self.num_stages}")
         return " ".join(parts)
 
     def key(self) -> str:
         cx = {k: (str(v) if not isinstance(v, (bool, int, str)) else v) for k, v in self.constexprs.items()}
-        return json.dumps([self.kernel, self.arch, self.sig, cx, self.num_warps], sort_keys=True)
+        key = [self.kernel, self.arch, self.sig, cx, self.num_warps]
+        if self.num_stages != 3:  # keys of default-stage compiles as before (results files stay valid)
+            key.append(self.num_stages)
+        return json.dumps(key, sort_keys=True)
 
 
 @dataclass
@@ -134,14 +141,15 @@ class _StandIn:
         self.device = torch.device("cuda")
 
 
-def _configs(cfg_class, dtype: str):
-    """[(prec label, cfg)] for allow_tf32 off / on (one entry when both give the same precisions)."""
+def _configs(cfg_class, dtype: str, arch: int):
+    """[(prec label, cfg)] for allow_tf32 off / on (one entry when both give the same precisions), with the
+    config table of ``arch``."""
     out = []
     saved = torch.backends.cuda.matmul.allow_tf32
     try:
         for tf32 in (False, True):
             torch.backends.cuda.matmul.allow_tf32 = tf32
-            cfg = cfg_class(_StandIn(_TORCH_DTYPE[dtype]))
+            cfg = cfg_class(_StandIn(_TORCH_DTYPE[dtype]), arch=arch)
             label = (cfg.prec, getattr(cfg, "prec_raw", None))
             if all(label != seen for seen, _ in out):
                 out.append((label, cfg))
@@ -179,12 +187,12 @@ def _engine_variants(arch: int) -> List[Variant]:
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(LaunchConfig, dt):
+        for (prec, _raw), cfg in _configs(LaunchConfig, dt, arch):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
             cb = sorted({cfg.cblock(n) for n in _SIZES})
             cpair = sorted({(cfg.cblock(n), cfg.oblock(n)) for n in _SIZES})  # blocks fixed by one C
-            common = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi)
+            common = dict(ACC=cfg.acc, PREC=cfg.prec)
             # _pair_kernel: FLOW=False has NO = C (both blocks from C); FLOW=True has NO = D
             for flow in (False, True):
                 blocks = cpair if not flow else [(c, o) for c in cb for o in ob]
@@ -197,10 +205,10 @@ def _engine_variants(arch: int) -> List[Variant]:
                             sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc,
                                                          "OUT2": acc, "P": acc})
                             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
-                                      SQUARE=False, **common, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
-                                      BLOCK_O=bo)
+                                      SQUARE=False, **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj,
+                                      BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
                             out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx,
-                                               cfg.num_warps,
+                                               cfg.num_warps, num_stages=cfg.num_stages,
                                                representative=flow and not self_mode and fam == 0
                                                and (bc, bo) == top, top=(bc, bo) == top))
             # SQUARE (ksum_and_square, self mode): the variance's two indicator columns, blocks of 16
@@ -208,22 +216,25 @@ def _engine_variants(arch: int) -> List[Variant]:
                 sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc, "OUT2": acc,
                                              "P": acc})
                 cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
-                          **common, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2), BLOCK_O=cfg.oblock(2))
+                          **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2),
+                          BLOCK_O=cfg.oblock(2))
                 out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx, cfg.num_warps,
-                                   representative=fam == 0, top=False))
+                                   num_stages=cfg.num_stages, representative=fam == 0, top=False))
             # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
             # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
             # largest blocks): families x outputs there, roles x outputs and block sizes for the Gaussian.
             roles = [(0, False, False), (1, False, False), (0, True, False), (1, True, True)]
             needs = [(True, True), (True, False), (False, True)]
             heavy = roles[3]
-            top = (max(c for c, _ in cpair), max(o for _, o in cpair), max(ob))
+            ob_h = sorted({cfg.oblock(n, cfg.hvp_max_o) for n in _SIZES})
+            cpair_h = sorted({(cfg.cblock(n), cfg.oblock(n, cfg.hvp_max_o)) for n in _SIZES})
+            top = (max(c for c, _ in cpair_h), max(o for _, o in cpair_h), max(ob_h))
             for role in roles:
                 side, self_mode, accum = role
                 for need_d, need_c in needs:
                     for fam in _FAMILIES:
-                        for bc, boc in cpair:
-                            for bod in ob:
+                        for bc, boc in cpair_h:
+                            for bod in ob_h:
                                 blocks_top = (bc, boc, bod) == top
                                 if fam != 0 and not (role == heavy and blocks_top):
                                     continue
@@ -234,9 +245,10 @@ def _engine_variants(arch: int) -> List[Variant]:
                                                             "OUTC": acc if need_c else dt, "P": acc})
                                 cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, SIDE=side, SELF=self_mode,
                                           NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum, **common,
-                                          BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_OD=bod, BLOCK_OC=boc)
+                                          BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
+                                          BLOCK_OD=bod, BLOCK_OC=boc)
                                 out.append(Variant("triton_engine", "_hvp_kernel", arch, (dt,), prec, sig, cx,
-                                                   cfg.hvp_warps,
+                                                   cfg.hvp_warps, num_stages=cfg.num_stages,
                                                    representative=role == heavy and need_d and need_c
                                                    and fam == 0 and blocks_top, top=blocks_top))
     return out
@@ -249,7 +261,7 @@ def _score_variants(arch: int) -> List[Variant]:
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(LaunchConfig, dt):
+        for (prec, _raw), cfg in _configs(LaunchConfig, dt, arch):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
             blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd)
@@ -266,19 +278,14 @@ def _score_variants(arch: int) -> List[Variant]:
                                i64=("seed",))
                     out.append(Variant("triton_score", "_score_kernel", arch, (dt,), prec, sig,
                                        dict(HAS_W=has_w, UPDATE=update, NOISE=update, **blk, BLOCK_O=bo),
-                                       cfg.num_warps, representative=top and has_w, top=top))
+                                       cfg.num_warps, num_stages=cfg.num_stages, representative=top and has_w,
+                                       top=top))
                 for has_w in (False, True):
-                    sig = _sig(ts._score_bwd_x_kernel, {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GX")})
+                    sig = _sig(ts._score_bwd_x_kernel,
+                               {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GX")})
                     out.append(Variant("triton_score", "_score_bwd_x_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, **blk, BLOCK_O=bo), cfg.num_warps,
+                                       dict(HAS_W=has_w, **blk, BLOCK_O=bo), cfg.num_warps, num_stages=cfg.num_stages,
                                        representative=top and has_w, top=top))
-                for has_w, need_y, need_w in ((False, True, False), (True, True, False), (True, True, True),
-                                              (True, False, True)):
-                    sig = _sig(ts._score_bwd_y_kernel,
-                               {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GY", "GW")})
-                    out.append(Variant("triton_score", "_score_bwd_y_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w, **blk, BLOCK_O=bo),
-                                       cfg.num_warps, representative=top and need_y and need_w, top=top))
                 for noise in (False, True):
                     for fam in _FAMILIES:
                         if fam != 0 and not top:
@@ -288,7 +295,20 @@ def _score_variants(arch: int) -> List[Variant]:
                         out.append(Variant("triton_langevin", "_flow_step_kernel", arch, (dt,), prec, sig,
                                            dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise, **blk,
                                                 BLOCK_O=bo),
-                                           cfg.num_warps, representative=top and noise and fam == 0, top=top))
+                                           cfg.num_warps, num_stages=cfg.num_stages,
+                                           representative=top and noise and fam == 0, top=top))
+            ob_gy = sorted({cfg.oblock(n, cfg.score_gy_max_o) for n in _SIZES})  # its own output block cap
+            for bo in ob_gy:
+                top = bo == max(ob_gy)
+                for has_w, need_y, need_w in ((False, True, False), (True, True, False), (True, True, True),
+                                              (True, False, True)):
+                    sig = _sig(ts._score_bwd_y_kernel,
+                               {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GY", "GW")})
+                    out.append(Variant("triton_score", "_score_bwd_y_kernel", arch, (dt,), prec, sig,
+                                       dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w,
+                                            **dict(blk, BLOCK_J=cfg.score_gy_bj), BLOCK_O=bo),
+                                       cfg.num_warps, num_stages=cfg.num_stages,
+                                       representative=top and need_y and need_w, top=top))
     return out
 
 
@@ -297,38 +317,42 @@ def _pulling_away_variants(arch: int) -> List[Variant]:
 
     out: List[Variant] = []
     for dt in DTYPES:
-        for (prec, raw), cfg in _configs(LaunchConfig, dt):
+        for (prec, raw), cfg in _configs(LaunchConfig, dt, arch):
             acc = _tname(cfg.acc_torch)
             ob = sorted({cfg.oblock(n) for n in _SIZES})
-            first = (prec, raw) == _configs(LaunchConfig, dt)[0][0]
+            first = (prec, raw) == _configs(LaunchConfig, dt, arch)[0][0]
             for bo in ob:
                 top = bo == max(ob)
                 if first:  # no dot in these two
                     sig = _sig(tp._norm_kernel, {"S": dt, "EPS": "fp64", "INV": acc, "Q": acc, "PROJ": acc})
                     out.append(Variant("triton_pulling_away", "_norm_kernel", arch, (dt,), "-", sig,
                                        dict(ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
+                                       num_stages=cfg.num_stages,
                                        representative=top, top=top))
                     for diag in (False, True):
                         sig = _sig(tp._finish_kernel, {"S": dt, "INV": acc, "Q": acc, "PROJ": acc, "H": acc,
                                                        "C": acc, "OUT": dt})
                         out.append(Variant("triton_pulling_away", "_finish_kernel", arch, (dt,), "-", sig,
                                            dict(DIAG=diag, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
+                                           num_stages=cfg.num_stages,
                                            representative=top and diag, top=top))
                 sig = _sig(tp._gram_h_kernel, {"S": dt, "INV": acc, "H": acc})
                 out.append(Variant("triton_pulling_away", "_gram_h_kernel", arch, (dt,), prec, sig,
                                    dict(ACC=cfg.acc, PREC_RAW=raw, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bi,
-                                        BLOCK_D=cfg.bd, BLOCK_O=bo), cfg.num_warps, representative=top and first, top=top))
+                                        BLOCK_D=cfg.bd, BLOCK_O=bo), cfg.num_warps,
+                                        num_stages=cfg.num_stages, representative=top and first, top=top))
                 sig = _sig(tp._cov_kernel, {"S": dt, "INV": acc, "PART": acc})
                 out.append(Variant("triton_pulling_away", "_cov_kernel", arch, (dt,), prec, sig,
                                    dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bo, BLOCK_B=bo),
-                                   cfg.num_warps, representative=top and first, top=top))
+                                   cfg.num_warps, num_stages=cfg.num_stages, representative=top and first, top=top))
                 sig = _sig(tp._cov_h_kernel, {"S": dt, "INV": acc, "G": acc, "H": acc})
                 out.append(Variant("triton_pulling_away", "_cov_h_kernel", arch, (dt,), prec, sig,
                                    dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo),
-                                   cfg.num_warps, representative=top and first, top=top))
+                                   cfg.num_warps, num_stages=cfg.num_stages, representative=top and first, top=top))
             sig = _sig(tp._gram_fwd_kernel, {"S": dt, "INV": acc, "PART": acc})
             out.append(Variant("triton_pulling_away", "_gram_fwd_kernel", arch, (dt,), prec, sig,
                                dict(ACC=cfg.acc, PREC_RAW=raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd), cfg.num_warps,
+                               num_stages=cfg.num_stages,
                                representative=first))
     return out
 
@@ -451,7 +475,8 @@ def compile_variant(v: Variant) -> Result:
         try:
             with contextlib.redirect_stdout(buf):
                 c = triton.compile(src, target=GPUTarget("cuda", v.arch, 32),
-                                   options={"num_warps": v.num_warps, "enable_fp_fusion": True})
+                                   options={"num_warps": v.num_warps, "num_stages": v.num_stages,
+                                            "enable_fp_fusion": True})
         finally:
             if saved is not None:
                 knobs.nvidia.dump_ptxas_log = saved
@@ -577,8 +602,14 @@ def write_markdown(path: str, rows: List[Tuple[Variant, Result]], total: int, me
             lines.append(f"| `{v.kernel}` | {v.config()} | {'/'.join(v.dtypes)} | {v.prec} | sm_{v.arch} | "
                          f"- | - | - | - | {status} |")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    kept = ""
+    if os.path.exists(path):  # the hand-written section at the end is kept
+        with open(path) as f:
+            old = f.read()
+        if KEPT_SECTION in old:
+            kept = "\n" + old[old.index(KEPT_SECTION):]
     with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write("\n".join(lines) + "\n" + kept)
 
 
 def _load_results(path: str) -> Dict[str, dict]:

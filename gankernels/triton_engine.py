@@ -542,8 +542,8 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode, ou
         np_, ip,
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode, SQUARE=out_sq is not None,
         ACC=cfg.acc, PREC=cfg.prec,
-        BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
-        num_warps=cfg.num_warps,
+        BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out
 
@@ -562,10 +562,10 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self
         if need_c:
             outc.zero_()
         return
-    bod = cfg.oblock(D)
-    boc = cfg.oblock(C)
+    bod = cfg.oblock(D, cfg.hvp_max_o)
+    boc = cfg.oblock(C, cfg.hvp_max_o)
     n_o = max(triton.cdiv(D, bod) if need_d else 0, triton.cdiv(C, boc) if need_c else 0)
-    grid = (triton.cdiv(NR, cfg.bi), n_o)
+    grid = (triton.cdiv(NR, cfg.hvp_bi), n_o)
     od = outd if need_d else R  # dummies are never touched (constexpr-disabled)
     oc = outc if need_c else RC
     _hvp_kernel[grid](
@@ -576,9 +576,9 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, SIDE=side, SELF=self_mode,
         NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum_d,
         ACC=cfg.acc, PREC=cfg.prec,
-        BLOCK_I=cfg.bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C),
+        BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C),
         BLOCK_OD=bod, BLOCK_OC=boc,
-        num_warps=cfg.hvp_warps,
+        num_warps=cfg.hvp_warps, num_stages=cfg.num_stages,
     )
 
 

@@ -177,6 +177,7 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
             int(seed), t,
             FAMILY=fam, RADIAL=radial, NOISE=scale != 0.0, ACC=cfg.acc, PREC=cfg.prec,
             BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
         )
 
     out = _chain(xs, steps, launch)

@@ -210,7 +210,7 @@ def _normalisation(cfg, s, eps):
     eps_t = device_constants([eps], torch.float64, s.device)
     _norm_kernel[(triton.cdiv(n, cfg.bi),)](
         s, eps_t, inv, q, proj, n, d, row_stride(s),
-        ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=cfg.oblock(d), num_warps=cfg.num_warps)
+        ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=cfg.oblock(d), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return inv, q, proj
 
 
@@ -225,7 +225,8 @@ def _covariance(cfg, s, inv):
     part = torch.empty((split, d, d), dtype=cfg.acc_torch, device=s.device)
     _cov_kernel[(triton.cdiv(d, bd), triton.cdiv(d, bd), split)](
         s, inv, part, n, d, row_stride(s), rows_per,
-        ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bd, BLOCK_B=bd, num_warps=cfg.num_warps)
+        ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bd, BLOCK_B=bd, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages)
     return part.to(torch.float64).sum(0)
 
 
@@ -242,7 +243,8 @@ def pulling_away(s: torch.Tensor, eps: float, algorithm: int) -> torch.Tensor:
         part = torch.empty(blocks, dtype=cfg.acc_torch, device=s.device)
         _gram_fwd_kernel[(blocks,)](
             sr, inv, part, n, d, row_stride(sr),
-            ACC=cfg.acc, PREC_RAW=cfg.prec_raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd, num_warps=cfg.num_warps)
+            ACC=cfg.acc, PREC_RAW=cfg.prec_raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd, num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages)
         pairs = 2.0 * part.to(torch.float64).sum()
     else:
         g = _covariance(cfg, sr, inv)
@@ -265,16 +267,18 @@ def pulling_away_backward(grad: torch.Tensor, s: torch.Tensor, eps: float, algor
         _gram_h_kernel[grid](
             sr, inv, h, n, d, row_stride(sr), row_stride(h),
             ACC=cfg.acc, PREC_RAW=cfg.prec_raw, PREC=cfg.prec,
-            BLOCK_I=cfg.bi, BLOCK_J=cfg.bi, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps)
+            BLOCK_I=cfg.bi, BLOCK_J=cfg.bi, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages)
     else:
         g = _covariance(cfg, sr, inv).to(cfg.acc_torch).contiguous()
         _cov_h_kernel[grid](
             sr, inv, g, h, n, d, row_stride(sr), row_stride(h),
-            ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps)
+            ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages)
     coef = (grad.reshape(1).to(cfg.acc_torch) * (4.0 / (n * (n - 1)))).contiguous()
     out = torch.empty((n, d), dtype=s.dtype, device=s.device)
     _finish_kernel[(triton.cdiv(n, cfg.bi),)](
         sr, inv, q, proj, h, coef, out, n, d, row_stride(sr), row_stride(h), row_stride(out),
         DIAG=algorithm == COVARIANCE, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=cfg.oblock(d),
-        num_warps=cfg.num_warps)
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages)
     return out

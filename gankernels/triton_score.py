@@ -256,8 +256,8 @@ def _sigma_scalars(sigma: float, cfg: LaunchConfig) -> Tuple[float, float, float
     return ea, eb, sa, sb
 
 
-def _grid(cfg: LaunchConfig, rows: int, rows_block: int, cols: int):
-    bo = cfg.oblock(cols)
+def _grid(cfg: LaunchConfig, rows: int, rows_block: int, cols: int, cap=None):
+    bo = cfg.oblock(cols, cap)
     return (triton.cdiv(rows, rows_block), triton.cdiv(cols, bo)), bo
 
 
@@ -272,7 +272,7 @@ def _launch_score(cfg: LaunchConfig, xs, ys, logw, sc, score=None, lse=None, xou
         N, ys.size(0), D, xs.stride(0), ys.stride(0), out.stride(0), int(seed), int(step),
         HAS_W=logw is not None, UPDATE=update, NOISE=update,
         ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_O=bo,
-        num_warps=cfg.num_warps,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
 
@@ -328,13 +328,13 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                 _scalars([ea, 1.0 / s2, 1.0 / (s2 * s2), eb], cfg, x.device))
         sizes = (N, M, D, xs.stride(0), ys.stride(0), g.stride(0), D)
         meta = dict(HAS_W=wa is not None, ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj,
-                    BLOCK_D=cfg.bd, num_warps=cfg.num_warps)
+                    BLOCK_D=cfg.bd, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         if need_x:
             grid, bo = _grid(cfg, N, cfg.bi, D)
             _score_bwd_x_kernel[grid](*args, gx, *sizes, BLOCK_O=bo, **meta)
         if need_y or need_w:
-            grid, bo = _grid(cfg, M, cfg.bj, D)
+            grid, bo = _grid(cfg, M, cfg.score_gy_bj, D, cfg.score_gy_max_o)
             grid = grid if need_y else (grid[0], 1)
             _score_bwd_y_kernel[grid](*args, gy, gw if need_w else gy, *sizes,
-                                      NEED_Y=need_y, NEED_W=need_w, BLOCK_O=bo, **meta)
+                                      NEED_Y=need_y, NEED_W=need_w, BLOCK_O=bo, **dict(meta, BLOCK_J=cfg.score_gy_bj))
     return gx.to(x.dtype), gy.to(x.dtype), gw.to(x.dtype if w is None else w.dtype)

@@ -101,19 +101,100 @@ def row_stride(t: torch.Tensor) -> int:
     return t.stride(0) if t.size(0) > 1 else max(t.size(1), 1)
 
 
+def cuda_arch(device) -> int:
+    """The config table of a CUDA device: 90 for compute capability 9.0 and newer, else 80."""
+    major, minor = torch.cuda.get_device_capability(device)
+    return 90 if major * 10 + minor >= 90 else 80
+
+
+# One row per (arch, dtype class): the block sizes, warps and pipeline stages every launcher reads.
+# The entries are the largest blocks whose compiles spill at most aot.SPILL_LIMIT bytes (measurements
+# before / after: docs/AOT.md, "Architecture-aware configurations").
+#   bi / bj / bd / bc   pair tile rows x rows over bd columns of D and bc weight columns
+#   max_o               cap of the output column blocks (every kernel with a BLOCK_O)
+#   flow_bj             BLOCK_J of _pair_kernel with FLOW=True
+#   score_gy_max_o      output block cap of _score_bwd_y_kernel
+#   score_gy_bj         rows of y per program of _score_bwd_y_kernel (its BLOCK_J)
+#   hvp_bi / hvp_bj / hvp_max_o / hvp_warps   the _hvp_kernel tile, output block cap and warps
+#   num_stages          software-pipelining stages of the tiled kernels (Triton's default is 3)
+_TABLE = {
+    (80, "fp32"): dict(
+        bi=64, bj=64, bd=32, bc=32, num_warps=8,
+        max_o=32,           # 64 spilled 340-1884 B (score, score bwd, flow step, pair, gram_h)
+        flow_bj=64,
+        score_gy_max_o=32, score_gy_bj=64,
+        hvp_bi=32, hvp_max_o=64,  # 64 x 64 spilled 444 B, 64 rows x 32 columns still 300 B
+        hvp_bj=32, hvp_warps=8,
+        num_stages=1,       # with the caps above: fewer live tiles
+    ),
+    (80, "half"): dict(
+        bi=64, bj=64, bd=32, bc=32, num_warps=8,
+        max_o=32,           # as fp32 (gram_h and the score kernels run in fp32 or on fp32 dots)
+        flow_bj=32,         # 64 spilled 440 B (the fp16 / bf16 dots of the flow tile)
+        score_gy_max_o=32, score_gy_bj=64,
+        hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 304 B; 32 rows x 64 columns still 224 B
+        hvp_bj=16,          # 32 spilled 80 B for ratquad / imq
+        hvp_warps=8,
+        num_stages=1,
+    ),
+    (80, "fp64"): dict(
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
+        hvp_bi=32, hvp_bj=32, hvp_max_o=32, hvp_warps=8, num_stages=3,  # no spills
+    ),
+    (90, "fp32"): dict(
+        bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
+        flow_bj=64,
+        score_gy_max_o=32, score_gy_bj=64,  # 64 output columns spilled 92 B
+        hvp_bi=32, hvp_max_o=32,  # 64 x 64 spilled 492 B, 32 x 64 80 B, 64 x 32 108 B
+        hvp_bj=32, hvp_warps=8,
+        num_stages=3,       # 1 made _hvp_kernel spill more (660 B)
+    ),
+    (90, "half"): dict(
+        bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
+        flow_bj=32,         # 64 spilled 544 B
+        score_gy_max_o=32, score_gy_bj=64,  # the score kernels run in fp32: as fp32
+        hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 84 B; 32 rows x 64 columns 136 B
+        hvp_bj=32, hvp_warps=8,
+        num_stages=3,
+    ),
+    (90, "fp64"): dict(
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
+        hvp_bi=32, hvp_max_o=32, hvp_warps=8, num_stages=3,
+        hvp_bj=16,          # 32 spilled 68 B (4 warps: 188 B)
+    ),
+}
+# Overrides of a row when the fp32 contractions use TF32 dots (``prec == "tf32"``, allow_tf32 on)
+_TF32 = {
+    (80, "fp32"): dict(score_gy_bj=32),  # 64 rows spilled 216 B with TF32 dots (16 output columns: 236 B)
+    (80, "half"): dict(score_gy_bj=32),  # the score kernels run in fp32: as fp32
+    (90, "fp32"): dict(hvp_bj=16),  # 32 spilled 328 B with TF32 (wgmma) dots (64 x 64 output: 320 B)
+}
+# TRITON_INTERPRET=1 (tests on CPU): small blocks, one warp
+_INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, score_gy_max_o=16,
+                    score_gy_bj=16, hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1, num_stages=3)
+
+
+def dtype_class(dtype: torch.dtype) -> str:
+    """"fp64", "half" (fp16 / bf16) or "fp32": the dtype axis of the config table."""
+    if dtype == torch.float64:
+        return "fp64"
+    return "half" if dtype in (torch.float16, torch.bfloat16) else "fp32"
+
+
 class LaunchConfig:
-    """Block sizes, warps and dot precisions of every Triton launcher, for one input dtype and device.
+    """Block sizes, warps, pipeline stages and dot precisions of every Triton launcher, for one input
+    dtype and architecture.
 
     ``acc`` / ``acc_torch``: the accumulation dtype (fp64 for fp64 inputs, else fp32).  ``prec``: the
     ``tl.dot`` precision of fp32 contractions (``precision_of_fp32_contractions``); ``prec_raw``: that of
     dots on the raw inputs (fp16 / bf16 values are exact in TF32 and their products exact in fp32).
-    ``bi`` x ``bj`` pair tiles over ``bd`` columns of D and ``bc`` weight columns; output column blocks up
-    to ``max_o``; ``hvp_bj`` / ``hvp_warps`` for the Hessian-vector kernel; ``target_programs`` for
-    launches that split rows to fill the device.  The table per dtype is the one the ahead-of-time
-    compile check (gankernels/aot.py, docs/AOT.md) covers.
+    The block sizes come from ``_TABLE[(arch, dtype class)]`` (see there); ``arch`` is 80 or 90, by
+    default that of ``x``'s CUDA device (``cuda_arch``); the ahead-of-time compile check
+    (gankernels/aot.py, docs/AOT.md) passes it explicitly.  ``target_programs`` for launches that split
+    rows to fill the device.
     """
 
-    def __init__(self, x: torch.Tensor):
+    def __init__(self, x: torch.Tensor, arch: int | None = None):
         if not HAS_TRITON:
             raise RuntimeError("the gankernels Triton kernels need triton")
         if x.device.type != "cuda" and not interpreting():
@@ -127,20 +208,26 @@ class LaunchConfig:
         self.prec_raw = "tf32" if x.device.type == "cuda" and (tf32 or half) else "ieee"
         self.target_programs = 512
         if interpreting():
-            self.bi = self.bj = self.bd = self.bc = self.hvp_bj = self.max_o = 16
-            self.num_warps = self.hvp_warps = 1
+            self.arch = None
+            row = _INTERPRETER
             self.target_programs = 8
-        elif fp64:
-            self.bi, self.bj, self.bd, self.bc, self.hvp_bj, self.max_o = 32, 32, 16, 16, 32, 32
-            self.num_warps, self.hvp_warps = 4, 8
         else:
-            self.bi, self.bj, self.bd, self.bc, self.hvp_bj, self.max_o = 64, 64, 32, 32, 32, 64
-            self.num_warps, self.hvp_warps = 8, 8
+            if arch is None:
+                arch = cuda_arch(x.device)
+            self.arch = 90 if arch >= 90 else 80
+            row = _TABLE[(self.arch, dtype_class(x.dtype))]
+            if self.prec == "tf32":
+                row = {**row, **_TF32.get((self.arch, dtype_class(x.dtype)), {})}
+        self.bi, self.bj, self.bd, self.bc = row["bi"], row["bj"], row["bd"], row["bc"]
+        self.max_o, self.flow_bj, self.score_gy_max_o = row["max_o"], row["flow_bj"], row["score_gy_max_o"]
+        self.score_gy_bj = row["score_gy_bj"]
+        self.hvp_bi, self.hvp_bj, self.hvp_max_o = row["hvp_bi"], row["hvp_bj"], row["hvp_max_o"]
+        self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
 
     def cblock(self, c: int) -> int:
         """Block of weight columns for C columns."""
         return pow2_block(c, 16, self.bc)
 
-    def oblock(self, n: int) -> int:
-        """Block of output columns for n columns."""
-        return pow2_block(n, 16, self.max_o)
+    def oblock(self, n: int, cap: int | None = None) -> int:
+        """Block of output columns for n columns (at most ``cap``, default ``max_o``)."""
+        return pow2_block(n, 16, self.max_o if cap is None else cap)
