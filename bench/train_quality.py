@@ -210,7 +210,7 @@ def summarise(rows) -> list:
              "steps": rs[0]["steps"], "batch": rs[0]["batch"],
              "train_s": round(sum(r["train_s"] for r in rs) / len(rs), 1)}
         for k in ("modes", "hq", "kl"):
-            v = torch.tensor([float(r[k]) for r in rs], dtype=torch.float64)
+            v = torch.tensor([math.nan if r[k] is None else float(r[k]) for r in rs], dtype=torch.float64)
             s[k] = float(v.mean())
             s[k + "_std"] = float(v.std()) if len(rs) > 1 else 0.0
         out.append(s)
@@ -237,41 +237,44 @@ def main_published(args) -> None:
         check_protocol(d, load_data(d))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; published protocol, {args.steps} steps, "
           f"batch {args.batch}, seeds {args.seeds}", flush=True)
+    earlier = _earlier_rows(args, ("steps", "batch"))
     rows = []
     for d in args.data:
         for r in args.recipes:
             for seed in args.seeds:
                 rows.append(run_one(r, d, args, seed))
-                _write_published(args, rows)   # after every run: a cut-short run keeps what it measured
-    summary = _write_published(args, rows)
+                _write_published(args, earlier, rows)   # after every run: a cut-short run keeps what it measured
+    summary = _write_published(args, earlier, rows)
     for d in args.data:
         print(f"\n{d}:\n{published_table(summary, d)}")
 
 
-def _write_published(args, rows) -> list:
+def _write_published(args, earlier, new) -> list:
+    """Write the JSON: the earlier rows of the same budget, those of a (data, recipe, seed) measured again replaced."""
+    rows = merge_rows(earlier, new, key=lambda r: (r["data"], r["recipe"], r.get("seed")))
     summary = summarise(rows)
+    seeds = sorted({r["seed"] for r in rows if "seed" in r})
     with open(args.json, "w") as f:
-        json.dump(json_safe({"protocol": PROTOCOL, "steps": args.steps, "batch": args.batch, "seeds": args.seeds,
+        json.dump(json_safe({"protocol": PROTOCOL, "steps": args.steps, "batch": args.batch, "seeds": seeds,
                              "threads": torch.get_num_threads(), "torch": torch.__version__,
                              "summary": summary, "rows": rows}), f, indent=1)
     return summary
 
 
-def _earlier_rows(args) -> list:
+def _earlier_rows(args, budget=("steps", "batch", "seed")) -> list:
     """The rows of an earlier --json file of the same budget (steps, batch, seed), else none."""
     try:
         with open(args.json) as f:
             old = json.load(f)
     except (OSError, ValueError):
         return []
-    same = all(old.get(k) == getattr(args, k) for k in ("steps", "batch", "seed"))
+    same = all(old.get(k) == getattr(args, k) for k in budget)
     return old.get("rows", []) if same else []
 
 
-def merge_rows(old: list, new: list) -> list:
-    """``old`` with each (data, recipe) row that ``new`` measured again replaced, new ones appended,
-    so runs of a few recipes or datasets update one table instead of overwriting it."""
-    key = lambda r: (r["data"], r["recipe"])  # noqa: E731
+def merge_rows(old: list, new: list, key=lambda r: (r["data"], r["recipe"])) -> list:
+    """``old`` with each row of a ``key`` (default (data, recipe)) that ``new`` measured again replaced,
+    new ones appended, so runs of a few recipes or datasets update one table instead of overwriting it."""
     fresh = {key(r): r for r in new}
     merged = [fresh.pop(key(r), r) for r in old]
     return merged + [r for r in new if key(r) in fresh]

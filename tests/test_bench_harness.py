@@ -462,6 +462,10 @@ def test_train_quality_merges_rows_of_partial_runs():
     new = [{"data": "digits", "recipe": "fgan", "kid": 3.0}, {"data": "grid25", "recipe": "ebgan", "kid": 4.0}]
     assert [r["kid"] for r in tq.merge_rows(old, new)] == [1.0, 3.0, 4.0]
     assert tq.merge_rows([], new) == new
+    by_seed = lambda r: (r["data"], r["recipe"], r["seed"])  # noqa: E731   (--published: one row per seed)
+    seeds = [{"data": "ring8", "recipe": "fgan", "seed": s, "kid": float(s)} for s in (0, 1)]
+    again = [{"data": "ring8", "recipe": "fgan", "seed": 1, "kid": 5.0}]
+    assert [r["kid"] for r in tq.merge_rows(seeds, again, key=by_seed)] == [0.0, 5.0]
 
 
 def test_bench_langevin_step_section(tmp_path):
@@ -505,9 +509,10 @@ def test_train_quality_published_protocol_and_summary():
         tq.check_protocol("ring8", Dataset("ring8", ring.held_out, modes=ring.modes, mode_std=0.02))
     rows = [{"data": "ring8", "recipe": "r", "seed": s, "steps": 10, "batch": 8, "train_s": 1.0, "n_modes": 8,
              "modes": m, "hq": h, "kl": 0.1} for s, m, h in ((0, 7, 0.5), (1, 8, 0.7))]
+    rows[1]["kl"] = None   # no HQ sample: NaN, written as null
     (s,) = tq.summarise(rows + [{"data": "ring8", "recipe": "x", "error": "n/a"}])
     assert (s["modes"], s["hq"], s["seeds"]) == (7.5, pytest.approx(0.6), [0, 1])
-    assert s["modes_std"] == pytest.approx(math.sqrt(0.5)) and s["kl_std"] == 0.0
+    assert s["modes_std"] == pytest.approx(math.sqrt(0.5)) and math.isnan(s["kl"])
     text = tq.published_table([s], "ring8")
     assert "| r | ours, 2 seeds, 10 steps | 7.5 ± 0.7 | 60.0 ± 14.1 |" in text and "| PacGAN4 |" in text
     assert len(tq.PUBLISHED["ring8"]) == len(tq.PUBLISHED["grid25"]) == 9
