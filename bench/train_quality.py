@@ -222,7 +222,7 @@ def published_table(summary, data: str) -> str:
     lines = ["| method | source | modes | % HQ | reverse KL |", "|---|---|---:|---:|---:|"]
     for s in summary:
         if s["data"] == data:
-            lines.append(f"| {s['recipe']} | ours, {len(s['seeds'])} seeds, {s['steps']} steps | "
+            lines.append(f"| {s['recipe']} | ours, {len(s['seeds'])} seeds × {s['steps']:,} steps | "
                          f"{s['modes']:.1f} ± {s['modes_std']:.1f} | {100 * s['hq']:.1f} ± {100 * s['hq_std']:.1f} | "
                          f"{s['kl']:.3f} ± {s['kl_std']:.3f} |")
     for method, source, modes, hq, kl in PUBLISHED[data]:

@@ -514,5 +514,5 @@ def test_train_quality_published_protocol_and_summary():
     assert (s["modes"], s["hq"], s["seeds"]) == (7.5, pytest.approx(0.6), [0, 1])
     assert s["modes_std"] == pytest.approx(math.sqrt(0.5)) and math.isnan(s["kl"])
     text = tq.published_table([s], "ring8")
-    assert "| r | ours, 2 seeds, 10 steps | 7.5 ± 0.7 | 60.0 ± 14.1 |" in text and "| PacGAN4 |" in text
+    assert "| r | ours, 2 seeds × 10 steps | 7.5 ± 0.7 | 60.0 ± 14.1 |" in text and "| PacGAN4 |" in text
     assert len(tq.PUBLISHED["ring8"]) == len(tq.PUBLISHED["grid25"]) == 9
