@@ -18,7 +18,8 @@ so the whole table is ``--data ring8 grid25 digits --refine`` or several partial
 
 ``--published``: the VEEGAN / PacGAN mode-collapse protocol (``PROTOCOL``, ``PUBLISHED``) on ring8 and
 grid25, several seeds, mean +- std of modes, % HQ and KL per recipe next to the papers' numbers;
-rows go to ``bench/results_train_quality_published.json`` (rewritten after every run).
+rows go to ``bench/results_train_quality_published.json``, rewritten after every run; its earlier rows of
+the same steps and batch that this run did not measure (data, recipe, seed) are kept.
 """
 from __future__ import annotations
 
@@ -218,7 +219,7 @@ def summarise(rows) -> list:
 
 
 def published_table(summary, data: str) -> str:
-    """Markdown: our mean +- std rows (this run) above the papers' rows for one dataset."""
+    """Markdown: our mean +- std rows (``summarise``) above the papers' rows for one dataset."""
     lines = ["| method | source | modes | % HQ | reverse KL |", "|---|---|---:|---:|---:|"]
     for s in summary:
         if s["data"] == data:
