@@ -223,9 +223,12 @@ def published_table(summary, data: str) -> str:
     lines = ["| method | source | modes | % HQ | reverse KL |", "|---|---|---:|---:|---:|"]
     for s in summary:
         if s["data"] == data:
-            lines.append(f"| {s['recipe']} | ours, {len(s['seeds'])} seeds × {s['steps']:,} steps | "
-                         f"{s['modes']:.1f} ± {s['modes_std']:.1f} | {100 * s['hq']:.1f} ± {100 * s['hq_std']:.1f} | "
-                         f"{s['kl']:.3f} ± {s['kl_std']:.3f} |")
+            n = len(s["seeds"])
+
+            def pm(k, scale, fmt):   # one seed: no spread to show
+                return f"{scale * s[k]:{fmt}}" + (f" ± {scale * s[k + '_std']:{fmt}}" if n > 1 else "")
+            lines.append(f"| {s['recipe']} | ours, {n} seed{'s' * (n > 1)} × {s['steps']:,} steps | "
+                         f"{pm('modes', 1, '.1f')} | {pm('hq', 100, '.1f')} | {pm('kl', 1, '.3f')} |")
     for method, source, modes, hq, kl in PUBLISHED[data]:
         lines.append(f"| {method} | {source} | {modes} | {hq} | {kl or '–'} |")
     return "\n".join(lines)

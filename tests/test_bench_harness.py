@@ -516,3 +516,5 @@ def test_train_quality_published_protocol_and_summary():
     text = tq.published_table([s], "ring8")
     assert "| r | ours, 2 seeds × 10 steps | 7.5 ± 0.7 | 60.0 ± 14.1 |" in text and "| PacGAN4 |" in text
     assert len(tq.PUBLISHED["ring8"]) == len(tq.PUBLISHED["grid25"]) == 9
+    (one,) = tq.summarise(rows[:1])
+    assert "| r | ours, 1 seed × 10 steps | 7.0 | 50.0 | 0.100 |" in tq.published_table([one], "ring8")
