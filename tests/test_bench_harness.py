@@ -462,6 +462,10 @@ def test_train_quality_merges_rows_of_partial_runs():
     new = [{"data": "digits", "recipe": "fgan", "kid": 3.0}, {"data": "grid25", "recipe": "ebgan", "kid": 4.0}]
     assert [r["kid"] for r in tq.merge_rows(old, new)] == [1.0, 3.0, 4.0]
     assert tq.merge_rows([], new) == new
+    by_seed = lambda r: (r["data"], r["recipe"], r["seed"])  # noqa: E731   (--published: one row per seed)
+    seeds = [{"data": "ring8", "recipe": "fgan", "seed": s, "kid": float(s)} for s in (0, 1)]
+    again = [{"data": "ring8", "recipe": "fgan", "seed": 1, "kid": 5.0}]
+    assert [r["kid"] for r in tq.merge_rows(seeds, again, key=by_seed)] == [0.0, 5.0]
 
 
 def test_bench_langevin_step_section(tmp_path):
@@ -475,3 +479,42 @@ def test_bench_langevin_step_section(tmp_path):
     assert rows[0]["of_copy"] == 1.0 and all(r["gb_s"] > 0 and r["bytes"] in (8 * 4096, 12 * 4096) for r in rows)
     text = md.read_text()
     assert "## other section\n\nkept" in text and "## CPU: langevin_step on 4,096 float32 elements" in text
+
+
+def test_train_quality_published_arguments():
+    tq = _load_bench_script("train_quality")
+    a = tq.parse_args(["--published"])
+    assert (a.steps, a.seeds, a.data, a.recipes, a.json) == (
+        tq.PUBLISHED_STEPS, tq.PUBLISHED_SEEDS, ["grid25", "ring8"], tq.PUBLISHED_RECIPES, tq.PUBLISHED_JSON)
+    a = tq.parse_args(["--published", "--steps", "50", "--seeds", "3", "4", "--data", "ring8"])
+    assert (a.steps, a.seeds, a.data) == (50, [3, 4], ["ring8"])
+    plain = tq.parse_args([])
+    assert (plain.steps, plain.seeds, plain.json) == (3000, [0], "bench/results_train_quality.json")
+    for bad in (["--seeds", "1"], ["--published", "--data", "digits"], ["--published", "--refine"],
+                ["--published", "--seeds", "1", "1"]):
+        with pytest.raises(SystemExit):
+            tq.parse_args(bad)
+
+
+def test_train_quality_published_protocol_and_summary():
+    from gankernels.train.data import Dataset, load_data
+    from gankernels.train.errors import ConfigError
+    tq = _load_bench_script("train_quality")
+    for name in ("ring8", "grid25"):   # the trainer's mixtures are PacGAN's
+        tq.check_protocol(name, load_data(name))
+    ring = load_data("ring8")
+    with pytest.raises(ConfigError):
+        tq.check_protocol("ring8", Dataset("ring8", ring.held_out, modes=2 * ring.modes, mode_std=0.01))
+    with pytest.raises(ConfigError):
+        tq.check_protocol("ring8", Dataset("ring8", ring.held_out, modes=ring.modes, mode_std=0.02))
+    rows = [{"data": "ring8", "recipe": "r", "seed": s, "steps": 10, "batch": 8, "train_s": 1.0, "n_modes": 8,
+             "modes": m, "hq": h, "kl": 0.1} for s, m, h in ((0, 7, 0.5), (1, 8, 0.7))]
+    rows[1]["kl"] = None   # no HQ sample: NaN, written as null
+    (s,) = tq.summarise(rows + [{"data": "ring8", "recipe": "x", "error": "n/a"}])
+    assert (s["modes"], s["hq"], s["seeds"]) == (7.5, pytest.approx(0.6), [0, 1])
+    assert s["modes_std"] == pytest.approx(math.sqrt(0.5)) and math.isnan(s["kl"])
+    text = tq.published_table([s], "ring8")
+    assert "| r | ours, 2 seeds × 10 steps | 7.5 ± 0.7 | 60.0 ± 14.1 |" in text and "| PacGAN4 |" in text
+    assert len(tq.PUBLISHED["ring8"]) == len(tq.PUBLISHED["grid25"]) == 9
+    (one,) = tq.summarise(rows[:1])
+    assert "| r | ours, 1 seed × 10 steps | 7.0 | 50.0 | 0.100 |" in tq.published_table([one], "ring8")
