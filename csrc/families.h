@@ -258,7 +258,7 @@ struct Family {
     return code == kLaplacian || code == kEnergy || (code == kPolyharmonic && p[1] == T(0)) || steep_flow;
   }
 
-  // The derived constants as the Triton engine reads them (`_phi` in gankernels/triton_engine.py), each
+  // The derived constants as the Triton engine reads them (`_phi` in gankernels/triton_pairwise.py), each
   // rounded to T: {mixture count NP, integer parameter IP, constants...}.  Per component:
   //   Gaussian [a, b, phi'(0), phi''(0)]; Laplacian [a, b];
   //   RationalQuadratic / InverseMultiquadric [steep, beta-or-alpha, inv, c1, c2] + 13 pow_steep constants

@@ -1,7 +1,7 @@
 """Argument checks of the raw ops, shared by the Triton launchers (and the fake kernels' device check).
 
 The C++ kernels check their arguments in C++ (``csrc/checks.h``, ``csrc/families.h``,
-``csrc/tensor_utils.h``); the Triton launchers of ``triton_engine``, ``triton_score``, ``triton_langevin``
+``csrc/tensor_utils.h``); the Triton launchers of ``triton_pairwise``, ``triton_score``, ``triton_langevin``
 and ``triton_pulling_away`` are called by the dispatcher with the same raw arguments and
 apply the same rules here, before anything is launched: the kernel family code and
 its parameter list, then shapes, dtypes and devices.  Errors are ``ValueError`` /

@@ -304,11 +304,11 @@ torch.library.register_autograd("gankernels::pulling_away_backward", _pulling_aw
 
 # op -> (Triton module, launcher): every CUDA kernel of the library, registered once at import.
 CUDA_LAUNCHERS = {
-    "ksum": ("triton_engine", "ksum"),
-    "ksum_and_square": ("triton_engine", "ksum_and_square"),
-    "ksum_backward": ("triton_engine", "ksum_backward"),
-    "kflow": ("triton_engine", "kflow"),
-    "kflow_backward": ("triton_engine", "kflow_backward"),
+    "ksum": ("triton_pairwise", "ksum"),
+    "ksum_and_square": ("triton_pairwise", "ksum_and_square"),
+    "ksum_backward": ("triton_pairwise", "ksum_backward"),
+    "kflow": ("triton_pairwise", "kflow"),
+    "kflow_backward": ("triton_pairwise", "kflow_backward"),
     "smoothed_score": ("triton_score", "smoothed_score"),
     "smoothed_score_backward": ("triton_score", "smoothed_score_backward"),
     "langevin_step": ("triton_langevin", "langevin_step"),

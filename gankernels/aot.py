@@ -1,6 +1,6 @@
 """Ahead-of-time compile check of the Triton kernels (no GPU needed).
 
-What: every ``@triton.jit`` kernel of ``triton_engine``, ``triton_score``, ``triton_langevin`` and
+What: every ``@triton.jit`` kernel of ``triton_pairwise``, ``triton_score``, ``triton_langevin`` and
 ``triton_pulling_away`` is compiled with ``triton.compile`` for sm_80 and sm_90
 in the configurations its launcher picks on CUDA, and each variant is checked
 for a compile error, register spills over ``SPILL_LIMIT`` bytes and static
@@ -183,7 +183,7 @@ def _largest(values):
 
 
 def _engine_variants(arch: int) -> List[Variant]:
-    from . import triton_engine as te
+    from . import triton_pairwise as te
 
     out: List[Variant] = []
     for dt in DTYPES:
@@ -207,7 +207,7 @@ def _engine_variants(arch: int) -> List[Variant]:
                             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
                                       SQUARE=False, **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj,
                                       BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
-                            out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx,
+                            out.append(Variant("triton_pairwise", "_pair_kernel", arch, (dt,), prec, sig, cx,
                                                cfg.num_warps, num_stages=cfg.num_stages,
                                                representative=flow and not self_mode and fam == 0
                                                and (bc, bo) == top, top=(bc, bo) == top))
@@ -218,7 +218,7 @@ def _engine_variants(arch: int) -> List[Variant]:
                 cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
                           **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2),
                           BLOCK_O=cfg.oblock(2))
-                out.append(Variant("triton_engine", "_pair_kernel", arch, (dt,), prec, sig, cx, cfg.num_warps,
+                out.append(Variant("triton_pairwise", "_pair_kernel", arch, (dt,), prec, sig, cx, cfg.num_warps,
                                    num_stages=cfg.num_stages, representative=fam == 0, top=False))
             # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
             # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
@@ -247,7 +247,7 @@ def _engine_variants(arch: int) -> List[Variant]:
                                           NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum, **common,
                                           BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
                                           BLOCK_OD=bod, BLOCK_OC=boc)
-                                out.append(Variant("triton_engine", "_hvp_kernel", arch, (dt,), prec, sig, cx,
+                                out.append(Variant("triton_pairwise", "_hvp_kernel", arch, (dt,), prec, sig, cx,
                                                    cfg.hvp_warps, num_stages=cfg.num_stages,
                                                    representative=role == heavy and need_d and need_c
                                                    and fam == 0 and blocks_top, top=blocks_top))
@@ -255,7 +255,7 @@ def _engine_variants(arch: int) -> List[Variant]:
 
 
 def _score_variants(arch: int) -> List[Variant]:
-    from . import triton_engine as te
+    from . import triton_pairwise as te
     from . import triton_langevin as tlg
     from . import triton_score as ts
 
@@ -411,7 +411,7 @@ def representative(archs: Iterable[int] = ARCHS, dtypes: Iterable[str] = DTYPES)
 def _require_compiler():
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("gankernels.aot compiles real kernels: unset TRITON_INTERPRET")
-    from . import triton_engine as te
+    from . import triton_pairwise as te
     if not te.HAS_TRITON:
         raise RuntimeError("gankernels.aot needs triton")
 

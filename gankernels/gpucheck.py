@@ -109,7 +109,7 @@ def _smoke() -> str:
     """One Triton kernel of the package on the GPU against the float64 reference."""
     import torch
 
-    from . import triton_engine as te
+    from . import triton_pairwise as te
     g = torch.Generator().manual_seed(0)
     x, y, w = (torch.randn(n, c, generator=g) for n, c in ((37, 5), (29, 5), (29, 3)))
     out = te.ksum(x.cuda(), y.cuda(), w.cuda(), te.GAUSSIAN, [1.0]).cpu().double()

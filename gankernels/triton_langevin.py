@@ -29,12 +29,12 @@ import torch
 
 from . import _checks
 from ._checks import _require, check_positive as _positive
-from .triton_engine import _DOT_FAMILIES, _param_tensor
+from .triton_pairwise import _DOT_FAMILIES, _param_tensor
 from .triton_score import _grid, _launch_score, _points, _scalars, _shift, _sigma_scalars, _vector
 from .triton_utils import HAS_TRITON, LaunchConfig, interpreting, on_input_device, tl, triton
 
 if HAS_TRITON:
-    from .triton_engine import _phi, _program_block, _span, _tile_z
+    from .triton_pairwise import _phi, _program_block, _span, _tile_z
     from .triton_noise import _update
 
 __all__ = ["langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin"]

@@ -50,7 +50,7 @@ from .triton_utils import (
 )
 
 if HAS_TRITON:
-    from .triton_engine import _span
+    from .triton_pairwise import _span
 
 __all__ = ["pulling_away", "pulling_away_backward"]
 

@@ -53,7 +53,7 @@ from ._checks import _require, check_positive as _positive
 from .triton_utils import HAS_TRITON, LaunchConfig, device_constants, on_input_device, tl, triton
 
 if HAS_TRITON:
-    from .triton_engine import _program_block, _span, _tile_p, _tile_z
+    from .triton_pairwise import _program_block, _span, _tile_p, _tile_z
     from .triton_noise import _update
 
 __all__ = ["smoothed_score", "smoothed_score_backward"]

@@ -1,4 +1,4 @@
-"""Launch helpers shared by the Triton modules (triton_engine, triton_score, triton_langevin,
+"""Launch helpers shared by the Triton modules (triton_pairwise, triton_score, triton_langevin,
 triton_pulling_away).
 
 * ``LaunchConfig``: the one table of block sizes, warps and dot precisions every launcher reads, by input

@@ -90,7 +90,7 @@ def build(backend: str) -> list:
             "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
             "pulling_away_backward", "family_constants")}
     else:
-        from gankernels import triton_engine as te, triton_langevin as tlg, triton_pulling_away as tp
+        from gankernels import triton_pairwise as te, triton_langevin as tlg, triton_pulling_away as tp
         from gankernels import triton_score as ts
         ops = dict(ksum=te.ksum, ksum_and_square=te.ksum_and_square, ksum_backward=te.ksum_backward, kflow=te.kflow, kflow_backward=te.kflow_backward,
                    smoothed_score=ts.smoothed_score, smoothed_score_backward=ts.smoothed_score_backward,

@@ -68,7 +68,7 @@ def test_matrix_covers_every_kernel():
     helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots", "_span", "_distance_dot", "_program_block", "_z_from_dots",
                "_pow_steep"}
     want = set()
-    for mod in ("triton_engine", "triton_score", "triton_langevin", "triton_pulling_away"):
+    for mod in ("triton_pairwise", "triton_score", "triton_langevin", "triton_pulling_away"):
         m = importlib.import_module(f"gankernels.{mod}")
         for name, obj in vars(m).items():
             if isinstance(obj, JITFunction) and obj.__module__ == m.__name__ and name not in helpers:

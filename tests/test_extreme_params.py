@@ -2,7 +2,7 @@
 
 Both engines are checked: the C++ CPU engine through the public API, and the
 Triton engine (``-m triton``, ``TRITON_INTERPRET=1`` on CPU) through its op
-functions (gankernels.triton_engine / triton_score).
+functions (gankernels.triton_pairwise / triton_score).
 
 Oracle: an independent evaluation with Python's ``decimal`` module -- exact
 squared distances and dot products of the (exactly converted) float inputs,
@@ -347,10 +347,10 @@ def test_polynomial_huge_degree_is_fast_cpp():
 
 # ----------------------------------------------------------------------------- Triton engine
 
-def _load_triton_engine():
-    from gankernels import triton_engine
+def _load_triton_pairwise():
+    from gankernels import triton_pairwise
 
-    return triton_engine
+    return triton_pairwise
 
 
 def _load_triton_score():
@@ -363,7 +363,7 @@ def _triton():
     pytest.importorskip("triton")
     if not _INTERP and not torch.cuda.is_available():
         pytest.skip("Triton tests need CUDA or TRITON_INTERPRET=1")
-    return _load_triton_engine(), ("cpu" if _INTERP else "cuda")
+    return _load_triton_pairwise(), ("cpu" if _INTERP else "cuda")
 
 
 @pytest.mark.triton
@@ -427,7 +427,7 @@ def test_polynomial_huge_degree_is_fast_triton():
     dev = "cpu" if _INTERP else "cuda"
     out = _run_with_timeout(textwrap.dedent(f"""
         import torch
-        from gankernels import triton_engine as te
+        from gankernels import triton_pairwise as te
         def SUM(x, y, n, c0):
             w = torch.ones(y.shape[0], 1, dtype=x.dtype, device={dev!r})
             return te.ksum(x.to({dev!r}), y.to({dev!r}), w, 6, [float(n), 1.0, c0])[0, 0].cpu()

@@ -62,8 +62,8 @@ def test_family_constants_validate_like_the_kernels():
     assert flat[:2] == [2.0, 0.0]  # two mixture components, no integer parameter
 
 
-def test_triton_engine_uses_the_python_codes():
-    text = (ROOT / "gankernels" / "triton_engine.py").read_text()
+def test_triton_pairwise_uses_the_python_codes():
+    text = (ROOT / "gankernels" / "triton_pairwise.py").read_text()
     # no literal family comparisons in the kernels: FAMILY is compared with named constants
     assert not re.search(r"FAMILY == \d", text), "compare FAMILY with the named codes of kernels.py"
 

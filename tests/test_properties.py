@@ -209,15 +209,15 @@ def test_smoothed_score(problem):
 
 # ----------------------------------------------------------------------------- the Triton engine
 
-def _triton_engine():
+def _triton_pairwise():
     import os
 
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET", "0") in ("", "0") and not torch.cuda.is_available():
         pytest.skip("the Triton engine needs CUDA or TRITON_INTERPRET=1")
-    from gankernels import triton_engine
+    from gankernels import triton_pairwise
 
-    return triton_engine, ("cpu" if not torch.cuda.is_available() else "cuda")
+    return triton_pairwise, ("cpu" if not torch.cuda.is_available() else "cuda")
 
 
 @pytest.mark.triton
@@ -228,8 +228,8 @@ def test_triton_flow_and_mmd2_gradient(problem):
     """The Triton kernels on offset data: kernel_flow (x, y mode) and the biased mmd2 gradient (self mode).
 
     Near-duplicate pairs of distinct points are left out: the Triton engine does not recompute them from
-    exact differences (a documented limit of triton_engine.py)."""
-    te, device = _triton_engine()
+    exact differences (a documented limit of triton_pairwise.py)."""
+    te, device = _triton_pairwise()
     x, y, kernel, dtype, bw = problem
     assume(x.shape[0] <= 40 and y.shape[0] <= 40)
     gap = (to64(x)[:, None] - to64(y)[None]).norm(dim=-1)

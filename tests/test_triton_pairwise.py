@@ -1,7 +1,7 @@
-"""Tests of the Triton engine (gankernels/triton_engine.py) against a float64 torch oracle.
+"""Tests of the Triton engine (gankernels/triton_pairwise.py) against a float64 torch oracle.
 
 Run on CPU with the interpreter:
-    TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_engine.py
+    TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_pairwise.py
 
 The oracle materialises the Gram matrix from exact differences with each family's
 reference profile (``Kernel.profile`` in gankernels/kernels.py) and takes every
@@ -18,7 +18,7 @@ _INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 if not _INTERP and not torch.cuda.is_available():
     pytest.skip("Triton engine tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 
-from gankernels import triton_engine as te  # noqa: E402
+from gankernels import triton_pairwise as te  # noqa: E402
 from gankernels.kernels import from_code  # noqa: E402
 
 pytestmark = pytest.mark.triton
