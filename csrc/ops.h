@@ -22,6 +22,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
                                                                  const at::Tensor& w, int64_t family,
                                                                  at::ArrayRef<double> params,
                                                                  std::array<bool, 3> mask);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kform_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y,
+                                                         const at::Tensor& g, const at::Tensor& w, int64_t family,
+                                                         at::ArrayRef<double> params, std::array<bool, 2> mask);
 at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
                      const at::Tensor& b, int64_t family, at::ArrayRef<double> params);
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(

@@ -1,5 +1,7 @@
-// CPU kernels of the four pairwise primitives (docs/ENGINE.md): ksum, ksum_backward, kflow, kflow_backward,
-// and the forward-only ksum_and_square (ksum in self mode plus the sums of the squared kernel values, one pass).
+// CPU kernels of the four pairwise primitives (docs/ENGINE.md): ksum, ksum_backward, kflow, kflow_backward;
+// the forward-only ksum_and_square (ksum in self mode plus the sums of the squared kernel values, one pass);
+// and kform, the scalar <g, ksum(x, y, w)> together with its gradient in x and y (one pass: the forward of a
+// scalar loss such as mmd2 that computes its backward while the tiles are in cache).
 //
 // Each checks its arguments (checks.h), copies the inputs once to contiguous fp32 (fp64 for fp64) --
 // O((N + M) D) -- shifts radial inputs by their common mean where that pays, runs the tiled engine of
@@ -123,6 +125,43 @@ std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, cons
   return {out.to(x.scalar_type()), out_sq.to(x.scalar_type())};
 }
 
+// The flow part of ksum_backward's job: gx (row side) and gy (column side) of sum_ic g_ic ksum(x, y, w)_ic for
+// fixed w.  Self mode: d/dx of sum_ab (g_a . w_b) k_ab has the symmetric pair weight g_a . w_b + w_a . g_b, whose
+// two factors [g, w] and [w, g] are built here and must outlive the run (`keep`).
+template <typename T>
+void add_gradient_flows(const Prepared& p, const at::Tensor& ga, const at::Tensor& wa, bool need_x, bool need_y,
+                        at::Tensor& gx, at::Tensor& gy, std::array<at::Tensor, 2>& keep, Job<T>& job,
+                        Outputs<T>& o) {
+  if (p.self) {
+    if (!need_x) return;
+    keep = {at::cat({ga, wa}, 1).contiguous(), at::cat({wa, ga}, 1).contiguous()};
+    job.Cf = 2 * wa.size(1);
+    job.flow_ar = keep[0].data_ptr<T>();
+    job.flow_br = keep[1].data_ptr<T>();
+    job.flow_ac = job.flow_ar;  // the pair weight is symmetric
+    job.flow_bc = job.flow_br;
+    o.flow_row = gx.data_ptr<T>();
+    return;
+  }
+  job.Cf = wa.size(1);
+  if (need_x) {
+    job.flow_ar = ga.data_ptr<T>();
+    job.flow_br = wa.data_ptr<T>();
+    o.flow_row = gx.data_ptr<T>();
+  }
+  if (need_y) {
+    job.flow_ac = ga.data_ptr<T>();
+    job.flow_bc = wa.data_ptr<T>();
+    o.flow_col = gy.data_ptr<T>();
+  }
+}
+
+// Zero gradients [N, D] and [M, D] ([0, D] in self mode) in the accumulation type.
+std::tuple<at::Tensor, at::Tensor> zero_point_grads(const Prepared& p, const at::Tensor& x) {
+  auto opts = x.options().dtype(p.acc);
+  return {at::zeros({p.N, p.D}, opts), at::zeros({p.self ? 0 : p.M, p.D}, opts)};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                                  const std::optional<at::Tensor>& y,
                                                                  const at::Tensor& w, int64_t family,
@@ -135,22 +174,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
   TORCH_CHECK_VALUE(grad.size(1) == w.size(1), "grad and w must have the same number of columns");
   const int64_t C = w.size(1);
   at::Tensor wa = prep(w, p.acc), ga = prep(grad, p.acc);
-  auto opts = x.options().dtype(p.acc);
   const bool need_x = mask[0], need_y = mask[1] && !p.self, need_w = mask[2];
-  at::Tensor gx = at::zeros({p.N, p.D}, opts);
-  at::Tensor gy = at::zeros({p.self ? 0 : p.M, p.D}, opts);
-  at::Tensor gw = at::zeros({p.M, C}, opts);
-  // self mode: d/dx of sum_ab (g_a . w_b) k_ab has pair weight g_a . w_b + w_a . g_b
-  at::Tensor fa, fb;
-  if (p.self && need_x) {
-    fa = at::cat({ga, wa}, 1).contiguous();
-    fb = at::cat({wa, ga}, 1).contiguous();
-  }
+  auto [gx, gy] = zero_point_grads(p, x);
+  at::Tensor gw = at::zeros({p.M, C}, x.options().dtype(p.acc));
+  std::array<at::Tensor, 2> keep;
   AT_DISPATCH_FLOATING_TYPES(p.acc, "ksum_backward_cpu", [&] {
     Family<scalar_t> fam(family, params.vec());
     Job<scalar_t> job = base_job<scalar_t>(p);
     Outputs<scalar_t> o;
-    if (need_w) {
+    if (need_w) {  // gw_jc = sum_i k_ij g_ic: a column-side sum (the row side in self mode, k symmetric)
       job.Cs = C;
       job.sum_wc = ga.data_ptr<scalar_t>();
       if (p.self) {
@@ -160,32 +192,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
         o.sum_col = gw.data_ptr<scalar_t>();
       }
     }
-    if (p.self) {
-      if (need_x) {
-        job.Cf = 2 * C;
-        job.flow_ar = fa.data_ptr<scalar_t>();
-        job.flow_br = fb.data_ptr<scalar_t>();
-        job.flow_ac = job.flow_ar;  // the pair weight is symmetric
-        job.flow_bc = job.flow_br;
-        o.flow_row = gx.data_ptr<scalar_t>();
-      }
-    } else if (need_x || need_y) {
-      job.Cf = C;
-      if (need_x) {
-        job.flow_ar = ga.data_ptr<scalar_t>();
-        job.flow_br = wa.data_ptr<scalar_t>();
-        o.flow_row = gx.data_ptr<scalar_t>();
-      }
-      if (need_y) {
-        job.flow_ac = ga.data_ptr<scalar_t>();
-        job.flow_bc = wa.data_ptr<scalar_t>();
-        o.flow_col = gy.data_ptr<scalar_t>();
-      }
-    }
+    add_gradient_flows(p, ga, wa, need_x, need_y, gx, gy, keep, job, o);
     run_job(job, fam, o);
   });
   const auto dt = x.scalar_type();
   return {gx.to(dt), gy.to(dt), gw.to(dt)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> kform_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y,
+                                                         const at::Tensor& g, const at::Tensor& w, int64_t family,
+                                                         at::ArrayRef<double> params, std::array<bool, 2> mask) {
+  check_ksum_backward_args(g, x, y, w, family, params);
+  Prepared p = prepare(x, y, family);
+  check_rows(w, p.M, "w");
+  check_rows(g, p.N, "g");
+  TORCH_CHECK_VALUE(g.size(1) == w.size(1), "g and w must have the same number of columns");
+  at::Tensor wa = prep(w, p.acc), ga = prep(g, p.acc);
+  at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
+  auto [gx, gy] = zero_point_grads(p, x);
+  std::array<at::Tensor, 2> keep;
+  AT_DISPATCH_FLOATING_TYPES(p.acc, "kform_cpu", [&] {
+    Family<scalar_t> fam(family, params.vec());
+    Job<scalar_t> job = base_job<scalar_t>(p);
+    Outputs<scalar_t> o;
+    job.Cs = w.size(1);
+    job.sum_wr = wa.data_ptr<scalar_t>();
+    if (p.self) job.sum_wc = job.sum_wr;
+    o.sum_row = out.data_ptr<scalar_t>();
+    add_gradient_flows(p, ga, wa, mask[0], mask[1] && !p.self, gx, gy, keep, job, o);
+    run_job(job, fam, o);
+  });
+  const auto dt = x.scalar_type();
+  return {(ga * out).sum().to(dt), gx.to(dt), gy.to(dt)};
 }
 
 at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,

@@ -17,6 +17,10 @@ TORCH_LIBRARY(gankernels, m) {
   m.def(
       "ksum_backward(Tensor grad, Tensor x, Tensor? y, Tensor w, int family, float[] params, bool[3] output_mask) "
       "-> (Tensor, Tensor, Tensor)");
+  // <g, ksum(x, y, w)> = sum_ic g_ic sum_j k(x_i, y_j) w_jc with its gradients in x and y from the same pass
+  m.def(
+      "kform(Tensor x, Tensor? y, Tensor g, Tensor w, int family, float[] params, bool[2] output_mask) "
+      "-> (Tensor, Tensor, Tensor)");
   m.def("kflow(Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params) -> Tensor");
   m.def(
       "kflow_backward(Tensor grad, Tensor x, Tensor? y, Tensor a, Tensor b, int family, float[] params, "
@@ -46,6 +50,7 @@ TORCH_LIBRARY_IMPL(gankernels, CPU, m) {
   m.impl("ksum", &ksum_cpu);
   m.impl("ksum_and_square", &ksum_and_square_cpu);
   m.impl("ksum_backward", &ksum_backward_cpu);
+  m.impl("kform", &kform_cpu);
   m.impl("kflow", &kflow_cpu);
   m.impl("kflow_backward", &kflow_backward_cpu);
   m.impl("smoothed_score", &smoothed_score_cpu);

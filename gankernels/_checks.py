@@ -153,6 +153,13 @@ def ksum_backward_args(grad, x, y, w, family, params, mask) -> List[float]:
     return p
 
 
+def kform_args(x, y, g, w, family, params, mask) -> List[float]:
+    p = ksum_args(x, y, w, family, params)
+    check_matrix(g, x.shape[0], w.shape[1], "g", x, "x")
+    check_mask(mask, 2)
+    return p
+
+
 def kflow_args(x, y, a, b, family, params) -> List[float]:
     p = check_family(family, params)
     m = check_point_pair(x, y)

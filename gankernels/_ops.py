@@ -5,6 +5,8 @@ Each backward calls another registered op, so backward graphs are traceable, dis
 for the pairwise engine, differentiable once more:
 
 * ``ksum`` -> ``ksum_backward`` -> ``kflow_backward`` / ``ksum_backward`` (double backward)
+* ``kform`` (a scalar <g, ksum> whose x / y gradients come from its forward) -> the saved gradients;
+  double backward as ``ksum_backward``'s
 * ``kflow`` -> ``kflow_backward`` (the Hessian-vector product; not differentiable: no third order)
 * ``smoothed_score`` -> ``smoothed_score_backward`` (first order only)
 * ``pulling_away`` -> ``pulling_away_backward`` (first order only)
@@ -47,6 +49,14 @@ def _ksum_backward_fake(grad, x, y, w, family, params, output_mask):
     check_same_device(("x", x), ("grad", grad), ("y", y), ("w", w))
     m = 0 if y is None else y.shape[0]
     return x.new_empty(x.shape), x.new_empty(m, x.shape[1]), x.new_empty(w.shape)
+
+
+@torch.library.register_fake("gankernels::kform")
+def _kform_fake(x, y, g, w, family, params, output_mask):
+    check_family(family, params)
+    check_same_device(("x", x), ("y", y), ("g", g), ("w", w))
+    m = 0 if y is None else y.shape[0]
+    return x.new_empty(()), x.new_empty(x.shape), x.new_empty(m, x.shape[1])
 
 
 @torch.library.register_fake("gankernels::kflow")
@@ -114,11 +124,10 @@ def _ksum_backward_setup(ctx, inputs, output):
     ctx.family, ctx.params, ctx.mask = family, params, list(mask)
 
 
-def _ksum_backward_backward(ctx, hx, hy, hw):
-    g, x, y, w = ctx.saved_tensors
-    fam, par = ctx.family, ctx.params
-    mask = ctx.mask
-    ng, nx, ny, nw = _needs(ctx, 0, 1, 2, 3)
+def _ksum_backward_vjp(g, x, y, w, fam, par, mask, hx, hy, hw, needs):
+    """Vector-Jacobian product of (gx, gy, gw) = ksum_backward(g, x, y, w, mask) with (hx, hy, hw):
+    -> (dg, dx, dy, dw) for the inputs flagged in needs = (g, x, y, w)."""
+    ng, nx, ny, nw = needs
     dg = dx = dy = dw = None
     self_mode = y is None
     if hx is not None and mask[0]:
@@ -141,12 +150,61 @@ def _ksum_backward_backward(ctx, hx, hy, hw):
             ey, ex, eg = ops.ksum_backward(hw, y, x, g, fam, par, [ny, nx, ng])
             dy = _add(dy, ey)
         dx, dg = _add(dx, ex), _add(dg, eg)
+    return dg, dx, dy, dw
+
+
+def _ksum_backward_backward(ctx, hx, hy, hw):
+    g, x, y, w = ctx.saved_tensors
+    needs = ng, nx, ny, nw = _needs(ctx, 0, 1, 2, 3)
+    dg, dx, dy, dw = _ksum_backward_vjp(g, x, y, w, ctx.family, ctx.params, ctx.mask, hx, hy, hw, needs)
     return (dg if ng else None), (dx if nx else None), (dy if ny else None), (dw if nw else None), None, None, None
 
 
 torch.library.register_autograd(
     "gankernels::ksum_backward", _ksum_backward_backward, setup_context=_ksum_backward_setup
 )
+
+
+# kform(x, y?, g, w, mask) -> (value, gx, gy): value = sum g * ksum(x, y, w) with its gradients computed in the
+# forward (mask).  First order: d/dx = d_value * gx, no second pass over the pairs.  gx and gy are outputs of the
+# op, so under create_graph the product keeps them in the graph, and their own VJP (the double backward) is
+# ksum_backward's.  A gradient the mask did not compute, and those of g and w, come from ksum_backward / ksum.
+
+def _kform_setup(ctx, inputs, output):
+    x, y, g, w, family, params, mask = inputs
+    _value, gx, gy = output
+    ctx.set_materialize_grads(False)  # gx / gy usually get no gradient: None, not a zero tensor to contract
+    ctx.save_for_backward(x, y, g, w, gx, gy)
+    ctx.family, ctx.params, ctx.mask = family, params, [bool(mask[0]), bool(mask[1]) and y is not None]
+
+
+def _kform_backward(ctx, d_value, d_gx, d_gy):
+    x, y, g, w, gx, gy = ctx.saved_tensors
+    fam, par, mask = ctx.family, ctx.params, ctx.mask
+    nx, ny, ng, nw = _needs(ctx, 0, 1, 2, 3)
+    ny = ny and y is not None
+    dx = dy = dg = dw = None
+    if d_value is not None:
+        missing = [nx and not mask[0], ny and not mask[1], nw]
+        if any(missing):
+            ex, ey, ew = ops.ksum_backward(g, x, y, w, fam, par, missing)
+        if nx:
+            dx = d_value * (gx if mask[0] else ex)
+        if ny:
+            dy = d_value * (gy if mask[1] else ey)
+        if nw:
+            dw = d_value * ew
+        if ng:
+            dg = d_value * ops.ksum(x, y, w, fam, par)
+    if (d_gx is not None and mask[0]) or (d_gy is not None and mask[1]):
+        hx = d_gx if mask[0] else None
+        hy = d_gy if mask[1] else None
+        eg, ex, ey, ew = _ksum_backward_vjp(g, x, y, w, fam, par, mask + [False], hx, hy, None, (ng, nx, ny, nw))
+        dx, dy, dg, dw = _add(dx, ex), _add(dy, ey), _add(dg, eg), _add(dw, ew)
+    return (dx if nx else None), (dy if ny else None), (dg if ng else None), (dw if nw else None), None, None, None
+
+
+torch.library.register_autograd("gankernels::kform", _kform_backward, setup_context=_kform_setup)
 
 
 # kflow(x, y?, a, b) -> out[N, D]
@@ -307,6 +365,7 @@ CUDA_LAUNCHERS = {
     "ksum": ("triton_pairwise", "ksum"),
     "ksum_and_square": ("triton_pairwise", "ksum_and_square"),
     "ksum_backward": ("triton_pairwise", "ksum_backward"),
+    "kform": ("triton_pairwise", "kform"),
     "kflow": ("triton_pairwise", "kflow"),
     "kflow_backward": ("triton_pairwise", "kflow_backward"),
     "smoothed_score": ("triton_score", "smoothed_score"),

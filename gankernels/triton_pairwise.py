@@ -7,6 +7,7 @@ families 6-7).  The ops are
 * ``ksum(x, y, w)``            ``out_ic = sum_j k(x_i, y_j) w_jc``
 * ``ksum_and_square(x, w)``   the same over x (self mode) and ``sum_j k(x_i, x_j)^2 w_jc`` from the same tiles
 * ``ksum_backward(g, ...)``    gradients of ``sum_ic g_ic out_ic``
+* ``kform(x, y, g, w)``        ``sum_ic g_ic out_ic`` with its x and y gradients (ksum, then ksum_backward)
 * ``kflow(x, y, a, b)``        ``out_i = sum_j (a_i . b_j) grad_1 k(x_i, y_j)``
 * ``kflow_backward(h, ...)``   gradients of ``sum_i h_i . out_i`` (Hessian-vector products)
 
@@ -93,7 +94,7 @@ from .triton_utils import (
     HAS_TRITON, LaunchConfig, as_rows, device_constants, on_input_device, row_stride, tl, triton,
 )
 
-__all__ = ["ksum", "ksum_and_square", "ksum_backward", "kflow", "kflow_backward", "HAS_TRITON"]
+__all__ = ["ksum", "ksum_and_square", "ksum_backward", "kform", "kflow", "kflow_backward", "HAS_TRITON"]
 
 # the family codes are defined once, in kernels.py; the kernels compare FAMILY with these constexprs
 from .kernels import (  # noqa: E402
@@ -686,6 +687,19 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     if mask[2]:
         _launch_pair(cfg, fam, P, np_, ip, yr, xr, None, gr, gw, flow=False, self_mode=self_mode)
     return gx.to(dtype), gy.to(dtype), gw.to(dtype)
+
+
+@on_input_device
+def kform(x: torch.Tensor, y: Optional[torch.Tensor], g: torch.Tensor, w: torch.Tensor, family: int,
+          params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(value, gx, gy): value = sum_ic g_ic ksum(x, y, w)_ic and its gradients in x and y (gy [0, D] in self
+    mode).  Here two launches (ksum, then ksum_backward's flows); the CPU engine does it in one pass."""
+    _checks.kform_args(x, y, g, w, family, params, mask)
+    out = ksum(x, y, w, family, params)
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    value = (g.to(acc) * out.to(acc)).sum().to(x.dtype)
+    gx, gy, _ = ksum_backward(g, x, y, w, family, params, [bool(mask[0]), bool(mask[1]) and y is not None, False])
+    return value, gx, gy
 
 
 @on_input_device
