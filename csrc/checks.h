@@ -33,6 +33,13 @@ inline void check_ksum_backward_args(const at::Tensor& grad, const at::Tensor& x
   check_matrix(grad, x.size(0), w.size(1), "grad", x, "x");
 }
 
+// kform(x, y?, g, w): g [N, C] with w [M, C].
+inline void check_kform_args(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& g,
+                             const at::Tensor& w, int64_t family, c10::ArrayRef<double> params) {
+  check_ksum_args(x, y, w, family, params);
+  check_matrix(g, x.size(0), w.size(1), "g", x, "x");
+}
+
 // kflow(x, y?, a, b): a [N, C], b [M, C].
 inline void check_kflow_args(const at::Tensor& x, const std::optional<at::Tensor>& y, const at::Tensor& a,
                              const at::Tensor& b, int64_t family, c10::ArrayRef<double> params) {

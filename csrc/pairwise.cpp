@@ -202,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kform_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y,
                                                          const at::Tensor& g, const at::Tensor& w, int64_t family,
                                                          at::ArrayRef<double> params, std::array<bool, 2> mask) {
-  check_ksum_backward_args(g, x, y, w, family, params);
+  check_kform_args(x, y, g, w, family, params);
   Prepared p = prepare(x, y, family);
   check_rows(w, p.M, "w");
   check_rows(g, p.N, "g");

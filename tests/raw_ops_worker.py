@@ -86,13 +86,13 @@ def build(backend: str) -> list:
     if backend == "cpu":
         o = torch.ops.gankernels
         ops = {name: getattr(o, name) for name in (
-            "ksum", "ksum_and_square", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
+            "ksum", "ksum_and_square", "ksum_backward", "kform", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
             "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
             "pulling_away_backward", "family_constants")}
     else:
         from gankernels import triton_pairwise as te, triton_langevin as tlg, triton_pulling_away as tp
         from gankernels import triton_score as ts
-        ops = dict(ksum=te.ksum, ksum_and_square=te.ksum_and_square, ksum_backward=te.ksum_backward, kflow=te.kflow, kflow_backward=te.kflow_backward,
+        ops = dict(ksum=te.ksum, ksum_and_square=te.ksum_and_square, ksum_backward=te.ksum_backward, kform=te.kform, kflow=te.kflow, kflow_backward=te.kflow_backward,
                    smoothed_score=ts.smoothed_score, smoothed_score_backward=ts.smoothed_score_backward,
                    langevin_step=tlg.langevin_step, langevin_step_=tlg.langevin_step_,
                    kernel_langevin=tlg.kernel_langevin, kde_langevin=tlg.kde_langevin,
@@ -111,6 +111,7 @@ def build(backend: str) -> list:
         "ksum": lambda fam, p: ops["ksum"](x, y, w, fam, p),
         "ksum_and_square": lambda fam, p: ops["ksum_and_square"](x, a, fam, p),
         "ksum_backward": lambda fam, p: ops["ksum_backward"](g_sum, x, y, w, fam, p, m3),
+        "kform": lambda fam, p: ops["kform"](x, y, g_sum, w, fam, p, [True, True]),
         "kflow": lambda fam, p: ops["kflow"](x, y, a, b, fam, p),
         "kflow_backward": lambda fam, p: ops["kflow_backward"](h, x, y, a, b, fam, p, m4),
         "kernel_langevin": lambda fam, p: ops["kernel_langevin"](x, y, torch.ones(M), fam, p, 0.1, 1, 1.0, 0),
@@ -133,6 +134,7 @@ def build(backend: str) -> list:
 
     G = [1.0]
     ksum, ksb, kflow, kfb = ops["ksum"], ops["ksum_backward"], ops["kflow"], ops["kflow_backward"]
+    kform, m2 = ops["kform"], [True, True]
     points = [  # bad x / y (same list for every engine op); (name, x, y, names)
         ("x 1-D", x[0], y, ("x",)), ("x 3-D", x[None], y, ("x",)), ("x no rows", x[:0], y, ("x",)),
         ("x no columns", x[:, :0], y[:, :0], ("x",)), ("x int", x.long(), y.long(), ("x",)),
@@ -145,6 +147,7 @@ def build(backend: str) -> list:
         cs.add("ksum_backward", what, lambda xb=xb, yb=yb: ksb(g_sum, xb, yb, w, 0, G, m3), names=nm)
         cs.add("kflow", what, lambda xb=xb, yb=yb: kflow(xb, yb, a, b, 0, G), names=nm)
         cs.add("kflow_backward", what, lambda xb=xb, yb=yb: kfb(h, xb, yb, a, b, 0, G, m4), names=nm)
+        cs.add("kform", what, lambda xb=xb, yb=yb: kform(xb, yb, g_sum, w, 0, G, m2), names=nm)
     for what, call, nm in [
         ("w rows", lambda: ksum(x, y, w[:3], 0, G), ("w",)),
         ("w 1-D", lambda: ksum(x, y, w[:, 0], 0, G), ("w",)),
@@ -192,6 +195,16 @@ def build(backend: str) -> list:
         ("mask of 3", lambda: kfb(h, x, y, a, b, 0, G, m3), ()),
     ]:
         cs.add("kflow_backward", what, call, names=nm)
+    for what, call, nm in [
+        ("g rows", lambda: kform(x, y, g_sum[:4], w, 0, G, m2), ("g",)),
+        ("g columns", lambda: kform(x, y, g_sum[:, :1], w, 0, G, m2), ("g", "w")),
+        ("g int", lambda: kform(x, y, g_sum.long(), w, 0, G, m2), ("g",)),
+        ("w rows", lambda: kform(x, y, g_sum, w[:3], 0, G, m2), ("w",)),
+        ("self mode w rows", lambda: kform(x, None, g_sum, w, 0, G, m2), ("w",)),
+        ("mask of 3", lambda: kform(x, y, g_sum, w, 0, G, m3), ()),
+        ("missing mask", lambda: kform(x, y, g_sum, w, 0, G), ("output_mask", "mask")),
+    ]:
+        cs.add("kform", what, call, names=nm)
     ksq = ops["ksum_and_square"]
     for what, xb, _yb, nm in points:
         if what.startswith("x "):
@@ -216,6 +229,7 @@ def build(backend: str) -> list:
     cs.add("ksum_and_square", "nan in x gives nan", lambda: ksq(xn, a, 0, G), expect="ok")
     cs.add("ksum", "nan in x gives nan", lambda: ksum(xn, y, w, 0, G), expect="ok")
     cs.add("kflow", "nan in x gives nan", lambda: kflow(xn, y, a, b, 0, G), expect="ok")
+    cs.add("kform", "nan in x gives nan", lambda: kform(xn, y, g_sum, w, 0, G, m2), expect="ok")
 
     # ---------------------------------------------------------------- smoothed score
     ss, ssb = ops["smoothed_score"], ops["smoothed_score_backward"]

@@ -173,7 +173,7 @@ G = [1.0]
 ])
 def test_bad_arguments_raise_naming_the_argument(what, call, exc, name):
     x, _, g, w = _inputs(6, 6, 3, torch.float64, seed=1, self_mode=True)
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=rf"\b{name}\b"):
         call(x, g, w)
 
 

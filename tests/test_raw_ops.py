@@ -27,7 +27,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "raw_ops_worker.py"
 MAX_RESTARTS = 12
-OPS = ("ksum", "ksum_and_square", "ksum_backward", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
+OPS = ("ksum", "ksum_and_square", "ksum_backward", "kform", "kflow", "kflow_backward", "smoothed_score", "smoothed_score_backward",
        "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "pulling_away",
        "pulling_away_backward", "family_constants")
 ALLOWED = ("RuntimeError", "ValueError", "TypeError")
