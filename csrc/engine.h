@@ -190,6 +190,25 @@ inline void recompute_close_row(const Job<T>& job, const double* xn, const doubl
   }
 }
 
+// out[i, j] = A_i . B_j for a tile of bi rows of A and bj rows of B (ldo = bj): a BLAS GEMM, or for
+// D <= kSmallD plain loops over Bt = B^T [D, bj] (tile_z leaves the tile's y rows transposed in s.yt).
+template <typename T>
+void tile_dots(const T* A, const T* B, const T* Bt, int64_t bi, int64_t bj, int64_t D, T* out) {
+  if (D > kSmallD) {
+    mm<T>(false, true, bi, bj, D, T(1), A, D, B, D, T(0), out, bj);
+    return;
+  }
+  for (int64_t i = 0; i < bi; ++i) {
+    T* o = out + i * bj;
+    std::fill(o, o + bj, T(0));
+    for (int64_t d = 0; d < D; ++d) {
+      const T a = A[i * D + d];
+      const T* b = Bt + d * bj;
+      for (int64_t j = 0; j < bj; ++j) o[j] += a * b[j];
+    }
+  }
+}
+
 // z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
 template <typename T>
 void tile_z(const Job<T>& job, bool radial, const double* xn, const double* yn, int64_t i0, int64_t bi,
@@ -205,17 +224,14 @@ void tile_z(const Job<T>& job, bool radial, const double* xn, const double* yn, 
     T* yt = s.yt.data();  // [D, bj]
     for (int64_t j = 0; j < bj; ++j)
       for (int64_t d = 0; d < D; ++d) yt[d * bj + j] = Yj[j * D + d];
-    for (int64_t i = 0; i < bi; ++i) {
+    if (!radial) return tile_dots(Xi, Yj, yt, bi, bj, D, z);
+    for (int64_t i = 0; i < bi; ++i) {  // exact differences: no expansion for small D
       T* zr = z + i * bj;
       std::fill(zr, zr + bj, T(0));
       for (int64_t d = 0; d < D; ++d) {
         const T a = Xi[i * D + d];
         const T* yr = yt + d * bj;
-        if (radial) {
-          for (int64_t j = 0; j < bj; ++j) { const T u = a - yr[j]; zr[j] += u * u; }
-        } else {
-          for (int64_t j = 0; j < bj; ++j) zr[j] += a * yr[j];
-        }
+        for (int64_t j = 0; j < bj; ++j) { const T u = a - yr[j]; zr[j] += u * u; }
       }
     }
   } else {
@@ -365,139 +381,173 @@ void tile_flow(const T* W, int64_t bi, int64_t bj, bool col, bool radial, bool k
   if (split) add_close_terms(s, bj, col, X0i, Y0j, D, out);
 }
 
+// Where a tile is: rows [i0, i0 + bi) of X against rows [j0, j0 + bj) of Y; `mirror`: the column side
+// takes part too (not on a diagonal tile of self mode).
+struct TileSpan {
+  int64_t i0, bi, j0, bj;
+  bool mirror;
+};
+
+// The tile's points: shifted (the factored forms) and unshifted (exact differences).
 template <typename T>
-void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, const T* hx, int64_t i0,
-                  int64_t bi, int64_t j0, int64_t bj, bool mirror, Scratch<T>& s, const Outputs<T>& o) {
-  const int64_t D = job.D;
+struct TilePoints {
+  const T *Xi, *Yj, *X0i, *Y0j;
+  TilePoints(const Job<T>& job, const TileSpan& t)
+      : Xi(job.X + t.i0 * job.D), Yj(job.Y + t.j0 * job.D),
+        X0i((job.X0 ? job.X0 : job.X) + t.i0 * job.D), Y0j((job.Y0 ? job.Y0 : job.Y) + t.j0 * job.D) {}
+};
+
+// How a tile's flow-shaped terms are summed: radial or dot family; kinked families pair by pair from the
+// unshifted points; `split`: the close pairs' terms by exact differences (take_close / add_close_terms).
+struct FlowMode {
+  bool radial, kinked, split;
+};
+
+// sum row: S_ic += sum_j k_ij Wr_jc; col (mirrored): S'_jc += sum_i k_ij Wc_ic; with sum_sq, the same sums of
+// k_ij^2 (its tile goes to s.w, free until the flow terms).  k_ij is in s.v.
+template <typename T>
+void tile_sums(const Job<T>& job, const TileSpan& t, Scratch<T>& s, const Outputs<T>& o) {
+  const int64_t bi = t.bi, bj = t.bj, n = bi * bj;
+  const T* v = s.v.data();
+  T* vsq = nullptr;
+  if (job.sum_sq) {
+    vsq = s.w.data();
+    for (int64_t e = 0; e < n; ++e) vsq[e] = v[e] * v[e];
+  }
+  // A few weight columns go one matrix-vector product each (strided by C): BLAS's GEMM with n = C of
+  // 2..4 is slower than C calls of its n = 1 path (bench/RESULTS.md, "Design measurements").
+  const int64_t C = job.Cs, per_call = C <= 4 ? 1 : C;
+  for (int64_t c = 0; c < C; c += per_call) {
+    if (job.sum_wr) {
+      const T* wr = job.sum_wr + t.j0 * C + c;
+      mm<T>(false, false, bi, per_call, bj, T(1), v, bj, wr, C, T(1), o.sum_row + t.i0 * C + c, C);
+      if (vsq) mm<T>(false, false, bi, per_call, bj, T(1), vsq, bj, wr, C, T(1), o.sum_sq_row + t.i0 * C + c, C);
+    }
+    if (job.sum_wc && t.mirror) {
+      const T* wc = job.sum_wc + t.i0 * C + c;
+      mm<T>(true, false, bj, per_call, bi, T(1), v, bj, wc, C, T(1), o.sum_col + t.j0 * C + c, C);
+      if (vsq) mm<T>(true, false, bj, per_call, bi, T(1), vsq, bj, wc, C, T(1), o.sum_sq_col + t.j0 * C + c, C);
+    }
+  }
+}
+
+// flow row: F_i += sum_j p_ij grad_1 k_ij with p = Ar_i . Br_j; col (mirrored): F'_j += sum_i q_ij grad_2 k_ij
+// with q = Ac_i . Bc_j.  phi' is in s.d1; the coefficient tile is built in s.w.
+template <typename T>
+void tile_flows(const Job<T>& job, const TileSpan& t, const TilePoints<T>& pts, const FlowMode& mode, Scratch<T>& s,
+                const Outputs<T>& o) {
+  const int64_t D = job.D, n = t.bi * t.bj;
+  T* w = s.w.data();
+  const T* d1 = s.d1.data();
+  auto coefficients = [&](const T* A, const T* B) {
+    pair_weights(A, B, job.Cf, t.i0, t.bi, t.j0, t.bj, w);
+    for (int64_t e = 0; e < n; ++e) w[e] *= d1[e];
+    if (mode.split) take_close(w, s);
+  };
+  if (job.flow_ar) {
+    coefficients(job.flow_ar, job.flow_br);
+    // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
+    tile_flow(w, t.bi, t.bj, false, mode.radial, mode.kinked, mode.split, pts.Xi, pts.Yj, pts.X0i, pts.Y0j, D,
+              o.flow_row + t.i0 * D, s);
+  }
+  if (job.flow_ac && t.mirror) {
+    if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) coefficients(job.flow_ac, job.flow_bc);
+    // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
+    tile_flow(w, t.bi, t.bj, true, mode.radial, mode.kinked, mode.split, pts.Xi, pts.Yj, pts.X0i, pts.Y0j, D,
+              o.flow_col + t.j0 * D, s);
+  }
+}
+
+// s.hy = h_ij = h_i . grad_1 z_ij: radial 2 (h_i . x_i - h_i . y_j), the close pairs from exact differences;
+// dot kernels h_i . y_j.  hx: h_i . x_i (radial).
+template <typename T>
+void tile_h_dots(const Job<T>& job, const TileSpan& t, const TilePoints<T>& pts, bool radial, const T* hx,
+                 Scratch<T>& s) {
+  const int64_t D = job.D, bj = t.bj;
+  const T* Hi = job.H + t.i0 * D;
+  T* hy = s.hy.data();
+  tile_dots(Hi, pts.Yj, s.yt.data(), t.bi, bj, D, hy);
+  if (!radial) return;
+  for (int64_t i = 0; i < t.bi; ++i) {
+    const T hxi = hx[t.i0 + i];
+    T* r = hy + i * bj;
+    for (int64_t j = 0; j < bj; ++j) r[j] = T(2) * (hxi - r[j]);
+  }
+  for (int32_t e : s.close) {
+    const int64_t i = e / bj, j = e % bj;
+    const T* hr = Hi + i * D;
+    const T *a = pts.X0i + i * D, *b = pts.Y0j + j * D;
+    T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+    for (int64_t d = 0; d < D; ++d) acc += hr[d] * (a[d] - b[d]);
+    hy[e] = T(2) * acc;
+  }
+}
+
+// Hessian-vector terms of kflow_backward (docs/ENGINE.md): ga, gb (the pair weights' factors), gx (row), gy
+// (col).  phi', phi'' are in s.d1, s.d2.
+template <typename T>
+void tile_hvp(const Job<T>& job, const TileSpan& t, const TilePoints<T>& pts, const FlowMode& mode, const T* hx,
+              Scratch<T>& s, const Outputs<T>& o) {
+  const int64_t D = job.D, C = job.Ch, bi = t.bi, bj = t.bj, n = bi * bj;
+  const T* Hi = job.H + t.i0 * D;
+  tile_h_dots(job, t, pts, mode.radial, hx, s);
+  const T* hy = s.hy.data();
+  T* p = s.p.data();
+  pair_weights(job.hvp_a, job.hvp_b, C, t.i0, bi, t.j0, bj, p);
+  const T* d1 = s.d1.data();
+  const T* d2 = s.d2.data();
+  if (job.hvp_ga || job.hvp_gb) {
+    T* e = s.w.data();
+    for (int64_t k = 0; k < n; ++k) e[k] = d1[k] * hy[k];
+    if (job.hvp_ga) mm<T>(false, false, bi, C, bj, T(1), e, bj, job.hvp_b + t.j0 * C, C, T(1), o.ga + t.i0 * C, C);
+    if (job.hvp_gb) mm<T>(true, false, bj, C, bi, T(1), e, bj, job.hvp_a + t.i0 * C, C, T(1), o.gb + t.j0 * C, C);
+  }
+  if (!job.hvp_x && !job.hvp_y) return;
+  T* c = s.q.data();     // c_ij = p phi'' h
+  T* dd = s.tmp.data();  // d_ij = p phi'
+  for (int64_t k = 0; k < n; ++k) {
+    c[k] = p[k] * d2[k] * hy[k];
+    dd[k] = p[k] * d1[k];
+  }
+  if (mode.split) take_close(c, s);
+  if (job.hvp_x) {
+    T* gx = o.gx + t.i0 * D;
+    // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
+    tile_flow(c, bi, bj, false, mode.radial, mode.kinked, mode.split, pts.Xi, pts.Yj, pts.X0i, pts.Y0j, D, gx, s);
+    if (mode.radial) {
+      for (int64_t i = 0; i < bi; ++i) {
+        T acc = T(0);
+        for (int64_t j = 0; j < bj; ++j) acc += dd[i * bj + j];
+        const T f = T(2) * acc;
+        for (int64_t d = 0; d < D; ++d) gx[i * D + d] += f * Hi[i * D + d];
+      }
+    }
+  }
+  if (job.hvp_y) {
+    T* gy = o.gy + t.j0 * D;
+    // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
+    tile_flow(c, bi, bj, true, mode.radial, mode.kinked, mode.split, pts.Xi, pts.Yj, pts.X0i, pts.Y0j, D, gy, s);
+    mm<T>(true, false, bj, D, bi, mode.radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
+  }
+}
+
+// One tile: z (tile_z), phi / phi' / phi'' as the job needs them, then each of the job's parts.
+template <typename T>
+void process_tile(const Job<T>& job, const Family<T>& fam, const double* xn, const double* yn, const T* hx,
+                  const TileSpan& t, Scratch<T>& s, const Outputs<T>& o) {
   const bool radial = fam.radial();
   const bool want_sum = job.sum_wr || job.sum_wc;
   const bool want_flow = job.flow_ar || job.flow_ac;
   const bool want_hvp = job.H != nullptr;
-  const int64_t n = bi * bj;
-  tile_z(job, radial, xn, yn, i0, bi, j0, bj, s);
-  fam.eval(s.z.data(), n, want_sum ? s.v.data() : nullptr, (want_flow || want_hvp) ? s.d1.data() : nullptr,
-           want_hvp ? s.d2.data() : nullptr, s.tmp.data());
-  const T* Xi = job.X + i0 * D;
-  const T* Yj = job.Y + j0 * D;
-
-  if (want_sum) {
-    // k_ij^2 (sum_sq) goes to s.w, free until the flow terms; close pairs' phi is already exact.
-    const T* v = s.v.data();
-    T* vsq = nullptr;
-    if (job.sum_sq) {
-      vsq = s.w.data();
-      for (int64_t t = 0; t < n; ++t) vsq[t] = v[t] * v[t];
-    }
-    // A few weight columns go one matrix-vector product each (strided by C): BLAS's GEMM with n = C of
-    // 2..4 is slower than C calls of its n = 1 path (bench/RESULTS.md, "Design measurements").
-    const int64_t C = job.Cs, per_call = C <= 4 ? 1 : C;
-    for (int64_t c = 0; c < C; c += per_call) {
-      if (job.sum_wr) {
-        const T* wr = job.sum_wr + j0 * C + c;
-        mm<T>(false, false, bi, per_call, bj, T(1), v, bj, wr, C, T(1), o.sum_row + i0 * C + c, C);
-        if (vsq) mm<T>(false, false, bi, per_call, bj, T(1), vsq, bj, wr, C, T(1), o.sum_sq_row + i0 * C + c, C);
-      }
-      if (job.sum_wc && mirror) {
-        const T* wc = job.sum_wc + i0 * C + c;
-        mm<T>(true, false, bj, per_call, bi, T(1), v, bj, wc, C, T(1), o.sum_col + j0 * C + c, C);
-        if (vsq) mm<T>(true, false, bj, per_call, bi, T(1), vsq, bj, wc, C, T(1), o.sum_sq_col + j0 * C + c, C);
-      }
-    }
-  }
-  // Originals for exact terms (kinked families sum every pair exactly; the others only the close pairs).
-  const T* X0i = (job.X0 ? job.X0 : job.X) + i0 * D;
-  const T* Y0j = (job.Y0 ? job.Y0 : job.Y) + j0 * D;
-  const bool kinked = fam.kinked();
-  const bool split = radial && !kinked && !s.close.empty();
-  if (want_flow) {
-    T* w = s.w.data();
-    const T* d1 = s.d1.data();
-    if (job.flow_ar) {
-      pair_weights(job.flow_ar, job.flow_br, job.Cf, i0, bi, j0, bj, w);
-      for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
-      if (split) take_close(w, s);
-      // row side: grad_1 k = radial: 2 phi' (x_i - y_j); dot: phi' y_j
-      tile_flow(w, bi, bj, false, radial, kinked, split, Xi, Yj, X0i, Y0j, D, o.flow_row + i0 * D, s);
-    }
-    if (job.flow_ac && mirror) {
-      if (job.flow_ac != job.flow_ar || job.flow_bc != job.flow_br) {
-        pair_weights(job.flow_ac, job.flow_bc, job.Cf, i0, bi, j0, bj, w);
-        for (int64_t t = 0; t < n; ++t) w[t] *= d1[t];
-        if (split) take_close(w, s);
-      }
-      // col side: grad_2 k = radial: 2 phi' (y_j - x_i); dot: phi' x_i
-      tile_flow(w, bi, bj, true, radial, kinked, split, Xi, Yj, X0i, Y0j, D, o.flow_col + j0 * D, s);
-    }
-  }
-  if (want_hvp) {
-    const int64_t C = job.Ch;
-    const T* Hi = job.H + i0 * D;
-    T* hy = s.hy.data();
-    // hy_ij = h_i . y_j
-    if (D <= kSmallD) {
-      for (int64_t i = 0; i < bi; ++i)
-        for (int64_t j = 0; j < bj; ++j) {
-          T acc = T(0);
-          for (int64_t d = 0; d < D; ++d) acc += Hi[i * D + d] * Yj[j * D + d];
-          hy[i * bj + j] = acc;
-        }
-    } else {
-      mm<T>(false, true, bi, bj, D, T(1), Hi, D, Yj, D, T(0), hy, bj);
-    }
-    if (radial) {
-      for (int64_t i = 0; i < bi; ++i) {
-        const T hxi = hx[i0 + i];
-        T* r = hy + i * bj;
-        for (int64_t j = 0; j < bj; ++j) r[j] = T(2) * (hxi - r[j]);
-      }
-      // close pairs: h_ij = 2 h_i . (x_i - y_j) from exact differences
-      for (int32_t t : s.close) {
-        const int64_t i = t / bj, j = t % bj;
-        const T* hr = Hi + i * D;
-        const T *a = X0i + i * D, *b = Y0j + j * D;
-        T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-        for (int64_t d = 0; d < D; ++d) acc += hr[d] * (a[d] - b[d]);
-        hy[t] = T(2) * acc;
-      }
-    }
-    // now hy holds h_ij = h_i . grad_1 z_ij
-    T* p = s.p.data();
-    pair_weights(job.hvp_a, job.hvp_b, C, i0, bi, j0, bj, p);
-    const T* d1 = s.d1.data();
-    const T* d2 = s.d2.data();
-    if (job.hvp_ga || job.hvp_gb) {
-      T* e = s.w.data();
-      for (int64_t t = 0; t < n; ++t) e[t] = d1[t] * hy[t];
-      if (job.hvp_ga) mm<T>(false, false, bi, C, bj, T(1), e, bj, job.hvp_b + j0 * C, C, T(1), o.ga + i0 * C, C);
-      if (job.hvp_gb) mm<T>(true, false, bj, C, bi, T(1), e, bj, job.hvp_a + i0 * C, C, T(1), o.gb + j0 * C, C);
-    }
-    if (job.hvp_x || job.hvp_y) {
-      T* c = s.q.data();   // c_ij = p phi'' h
-      T* dd = s.tmp.data();  // d_ij = p phi'
-      for (int64_t t = 0; t < n; ++t) { c[t] = p[t] * d2[t] * hy[t]; dd[t] = p[t] * d1[t]; }
-      if (split) take_close(c, s);
-      if (job.hvp_x) {
-        T* gx = o.gx + i0 * D;
-        // radial: 2 x_i sum c - 2 c Y + 2 h_i sum d ; dot: c Y
-        tile_flow(c, bi, bj, false, radial, kinked, split, Xi, Yj, X0i, Y0j, D, gx, s);
-        if (radial) {
-          for (int64_t i = 0; i < bi; ++i) {
-            T acc = T(0);
-            for (int64_t j = 0; j < bj; ++j) acc += dd[i * bj + j];
-            const T f = T(2) * acc;
-            for (int64_t d = 0; d < D; ++d) gx[i * D + d] += f * Hi[i * D + d];
-          }
-        }
-      }
-      if (job.hvp_y) {
-        T* gy = o.gy + j0 * D;
-        // radial: 2 y_j sum c - 2 c^T X - 2 d^T H ; dot: c^T X + d^T H
-        tile_flow(c, bi, bj, true, radial, kinked, split, Xi, Yj, X0i, Y0j, D, gy, s);
-        mm<T>(true, false, bj, D, bi, radial ? T(-2) : T(1), dd, bj, Hi, D, T(1), gy, D);
-      }
-    }
-  }
+  tile_z(job, radial, xn, yn, t.i0, t.bi, t.j0, t.bj, s);
+  fam.eval(s.z.data(), t.bi * t.bj, want_sum ? s.v.data() : nullptr,
+           (want_flow || want_hvp) ? s.d1.data() : nullptr, want_hvp ? s.d2.data() : nullptr, s.tmp.data());
+  const TilePoints<T> pts(job, t);
+  const FlowMode mode{radial, fam.kinked(), radial && !fam.kinked() && !s.close.empty()};
+  if (want_sum) tile_sums(job, t, s, o);
+  if (want_flow) tile_flows(job, t, pts, mode, s, o);
+  if (want_hvp) tile_hvp(job, t, pts, mode, hx, s, o);
 }
 
 // Runs `job`; writes the reduced outputs into the given (zero-initialised) tensors' data.
@@ -572,9 +622,8 @@ void run_job(const Job<T>& job, const Family<T>& fam, const Outputs<T>& final_ou
         const int64_t I = tiles[q].first, J = tiles[q].second;
         const int64_t i0 = I * kTileI, bi = std::min(kTileI, N - i0);
         const int64_t j0 = J * tj, bj = std::min(tj, M - j0);
-        const bool mirror = !job.self || I != J;
-        process_tile(job, fam, xn.data(), job.self ? xn.data() : yn.data(), hx.data(), i0, bi, j0, bj, mirror, s,
-                     outs[t]);
+        const TileSpan span{i0, bi, j0, bj, !job.self || I != J};
+        process_tile(job, fam, xn.data(), job.self ? xn.data() : yn.data(), hx.data(), span, s, outs[t]);
       }
     }
   });

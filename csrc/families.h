@@ -181,6 +181,20 @@ struct Limits {
   static double exp_room() { return sizeof(T) == 4 ? 60.0 : 600.0; }
 };
 
+// A positive coefficient u (computed in double) as a product a * b in T: b = 1 while u fits T, else
+// a = b = sqrt(u) (`root`, computed by the caller without overflow; clamped to max(T)).  Applied as
+// a * (b * z), so that z = 0 gives exactly 0 and z > 0 the overflow limit, never inf * 0 = NaN.  The
+// kernel families and the smoothed score (score.h) split their coefficients with this one rule.
+template <typename T>
+inline void split_coefficient(double u, double root, T& a, T& b) {
+  if (u <= Limits<T>::max()) {
+    a = static_cast<T>(u);
+    b = T(1);
+  } else {
+    a = b = static_cast<T>(std::min(root, Limits<T>::max()));
+  }
+}
+
 constexpr double kSteepFlow = 1099511627776.0;  // 2^40: |phi'(0)| above it -> flows summed pair by pair
 
 // log1p(q) for q >= 0 from one log (Goldberg): u = 1 + q, log(u) q / (u - 1).  `lu` = log(u).
@@ -331,15 +345,6 @@ struct Family {
   static bool in_range(double v) { return v >= Limits<T>::lo() && v <= Limits<T>::hi(); }
   // a derivative at z = 0: itself, or 0 where it would overflow the products it enters
   static T at_zero(double g) { return std::fabs(g) <= Limits<T>::max() / 256.0 ? static_cast<T>(g) : T(0); }
-  // u = a * b with `root` = sqrt(u) (computed by the caller without overflow)
-  static void split(double u, double root, T& a, T& b) {
-    if (u <= Limits<T>::max()) {
-      a = static_cast<T>(u);
-      b = T(1);
-    } else {
-      a = b = static_cast<T>(std::min(root, Limits<T>::max()));
-    }
-  }
   static void hi_lo(double v, T& hi, T& lo) {
     hi = static_cast<T>(v);
     lo = static_cast<T>(v - static_cast<double>(hi));
@@ -348,7 +353,7 @@ struct Family {
   static void pow_constants(Comp& c, double beta, double s, double log_s, double inv_root, double log_c, bool rq) {
     c.beta = static_cast<T>(beta);
     c.bm1 = static_cast<T>(beta - 1.0);
-    split(1.0 / s, inv_root, c.i1, c.i2);
+    split_coefficient(1.0 / s, inv_root, c.i1, c.i2);
     c.s = static_cast<T>(s);
     const double C = std::exp(log_c);
     c.big = static_cast<T>(Limits<T>::big());
@@ -374,7 +379,7 @@ struct Family {
           Comp c;
           const double u = 0.5 / (sk * sk);
           c.steep = u > Limits<T>::hi();  // u^2 may overflow (a tiny u is harmless)
-          split(u, std::sqrt(0.5) / sk, c.a, c.b);
+          split_coefficient(u, std::sqrt(0.5) / sk, c.a, c.b);
           c.g1 = at_zero(-u);
           c.g2 = at_zero(u * u);
           steep_flow = steep_flow || u > kSteepFlow;
@@ -386,7 +391,7 @@ struct Family {
         for (double sk : params) {
           Comp c;
           const double v = 1.0 / sk;  // the loops only distinguish b = 1 (plain) from the split
-          split(v, 1.0 / std::sqrt(sk), c.a, c.b);
+          split_coefficient(v, 1.0 / std::sqrt(sk), c.a, c.b);
           comps.push_back(c);
         }
         break;
@@ -464,186 +469,209 @@ struct Family {
 
  public:
   // v[i] = phi(z[i]), d1[i] = phi'(z[i]), d2[i] = phi''(z[i]); any output may be null.
-  // `tmp` is scratch of n elements.
+  // `tmp` is scratch of n elements.  Mixtures add their components into v, d1, d2 (zeroed here).
   void eval(const T* __restrict z, int64_t n, T* __restrict v, T* __restrict d1, T* __restrict d2,
             T* __restrict tmp) const {
     if (v) std::fill(v, v + n, T(0));
     if (d1) std::fill(d1, d1 + n, T(0));
     if (d2) std::fill(d2, d2 + n, T(0));
     switch (code) {
-      case kGaussian: {
-        for (size_t k = 0; k < p.size(); ++k) {
-          const Comp& cp = comps[k];
-          const T c = p[k];
-          if (ladder[k] == 0) {
-            if (cp.b == T(1)) {
-              for (int64_t i = 0; i < n; ++i) tmp[i] = fast_exp(c * z[i]);
-            } else {  // 1/(2 s^2) overflows T: -(a (b z)), so that z = 0 gives exactly 1
-              const T a = cp.a, b = cp.b;
-              for (int64_t i = 0; i < n; ++i) tmp[i] = fast_exp(-(a * (b * z[i])));
-            }
-          } else {
-            for (int m = 0; m < ladder[k]; ++m)
-              for (int64_t i = 0; i < n; ++i) {
-                T e2 = flush_tiny(tmp[i] * tmp[i]);
-                tmp[i] = flush_tiny(e2 * e2);
-              }
-          }
-          if (v) for (int64_t i = 0; i < n; ++i) v[i] += tmp[i];
-          if (!cp.steep) {
-            if (d1) for (int64_t i = 0; i < n; ++i) d1[i] += c * tmp[i];
-            if (d2) { const T c2 = c * c; for (int64_t i = 0; i < n; ++i) d2[i] += c2 * tmp[i]; }
-          } else {  // u (b = 1) or a b may overflow, u^2 does: products ordered after tmp, z = 0 from g1, g2
-            const T a = cp.a, b = cp.b, g1 = cp.g1, g2 = cp.g2;
-            if (d1) for (int64_t i = 0; i < n; ++i) d1[i] += z[i] == T(0) ? g1 : -(a * (b * tmp[i]));
-            if (d2)
-              for (int64_t i = 0; i < n; ++i) d2[i] += z[i] == T(0) ? g2 : a * (b * (a * (b * tmp[i])));
-          }
+      case kGaussian: return eval_gaussian(z, n, v, d1, d2, tmp);
+      case kRationalQuadratic: return eval_rational_quadratic(z, n, v, d1, d2);
+      case kInverseMultiquadric: return eval_inverse_multiquadric(z, n, v, d1, d2);
+      case kLaplacian: return eval_laplacian(z, n, v, d1, d2, tmp);
+      case kEnergy: return eval_energy(z, n, v, d1, d2);
+      case kPolyharmonic: return eval_polyharmonic(z, n, v, d1, d2);
+      case kPolynomial: return eval_polynomial(z, n, v, d1, d2);
+      case kLinear: return eval_linear(z, n, v, d1, d2);
+    }
+  }
+
+ private:
+  // One family each (eval): plain loops over the n values of z.
+  // sum_k exp(c_k z), the doubling ladder reusing exponentials; steep components as a * (b * z)
+  void eval_gaussian(const T* __restrict z, int64_t n,
+                     T* __restrict v, T* __restrict d1, T* __restrict d2, T* __restrict tmp) const {
+    for (size_t k = 0; k < p.size(); ++k) {
+      const Comp& cp = comps[k];
+      const T c = p[k];
+      if (ladder[k] == 0) {
+        if (cp.b == T(1)) {
+          for (int64_t i = 0; i < n; ++i) tmp[i] = fast_exp(c * z[i]);
+        } else {  // 1/(2 s^2) overflows T: -(a (b z)), so that z = 0 gives exactly 1
+          const T a = cp.a, b = cp.b;
+          for (int64_t i = 0; i < n; ++i) tmp[i] = fast_exp(-(a * (b * z[i])));
         }
-        break;
-      }
-      case kRationalQuadratic: {
-        for (const Comp& cp : comps) {
-          if (cp.steep) {
-            pow_steep(cp, z, n, v, d1, d2);
-            continue;
-          }
-          const T a = -cp.beta, inv = cp.inv, c1 = cp.c1, c2 = cp.c2;
+      } else {
+        for (int m = 0; m < ladder[k]; ++m)
           for (int64_t i = 0; i < n; ++i) {
-            const T base = T(1) + z[i] * inv;
-            const T val = std::exp(-a * std::log(base));
-            const T ib = T(1) / base;
-            if (v) v[i] += val;
-            if (d1) d1[i] += -val * ib * c1;
-            if (d2) d2[i] += c2 * val * ib * ib;
+            T e2 = flush_tiny(tmp[i] * tmp[i]);
+            tmp[i] = flush_tiny(e2 * e2);
           }
-        }
-        break;
       }
-      case kInverseMultiquadric: {
-        for (const Comp& cp : comps) {
-          if (cp.steep) {
-            pow_steep(cp, z, n, v, d1, d2);
-            continue;
-          }
-          const T beta = cp.beta, bm1 = cp.bm1, c2 = cp.c1;
-          for (int64_t i = 0; i < n; ++i) {
-            const T q = c2 + z[i];
-            const T val = beta == T(-0.5) ? T(1) / std::sqrt(q) : std::exp(beta * std::log(q));
-            const T iq = T(1) / q;
-            if (v) v[i] += val;
-            if (d1) d1[i] += beta * val * iq;
-            if (d2) d2[i] += beta * (bm1 * (val * iq * iq));
-          }
-        }
-        break;
+      if (v) for (int64_t i = 0; i < n; ++i) v[i] += tmp[i];
+      if (!cp.steep) {
+        if (d1) for (int64_t i = 0; i < n; ++i) d1[i] += c * tmp[i];
+        if (d2) { const T c2 = c * c; for (int64_t i = 0; i < n; ++i) d2[i] += c2 * tmp[i]; }
+      } else {  // u (b = 1) or a b may overflow, u^2 does: products ordered after tmp, z = 0 from g1, g2
+        const T a = cp.a, b = cp.b, g1 = cp.g1, g2 = cp.g2;
+        if (d1) for (int64_t i = 0; i < n; ++i) d1[i] += z[i] == T(0) ? g1 : -(a * (b * tmp[i]));
+        if (d2)
+          for (int64_t i = 0; i < n; ++i) d2[i] += z[i] == T(0) ? g2 : a * (b * (a * (b * tmp[i])));
       }
-      case kLaplacian: {
-        for (int64_t i = 0; i < n; ++i) tmp[i] = std::sqrt(z[i]);
-        for (const Comp& cp : comps) {
-          // products ordered after e (e = 0 far out): no overflow of 1/s^2 r^-2 times e = 0
-          const T A = cp.a, B = cp.b;
-          if (B == T(1)) {
-            for (int64_t i = 0; i < n; ++i) {
-              const T r = tmp[i];
-              const T e = fast_exp(-r * A);
-              const T ir = r == T(0) ? T(0) : T(1) / r;
-              const T t1 = A * (e * ir);  // e / (s r)
-              if (v) v[i] += e;
-              if (d1) d1[i] += T(-0.5) * t1;
-              if (d2) d2[i] += T(0.25) * ir * (A * t1 + t1 * ir);
-            }
-          } else {  // 1/s overflows T: A (B r), so that r = 0 gives exactly 1
-            for (int64_t i = 0; i < n; ++i) {
-              const T r = tmp[i];
-              const T e = fast_exp(-(A * (B * r)));
-              const T ir = r == T(0) ? T(0) : T(1) / r;
-              const T t1 = A * (B * (e * ir));
-              if (v) v[i] += e;
-              if (d1) d1[i] += T(-0.5) * t1;
-              if (d2) d2[i] += T(0.25) * ir * (A * (B * t1) + t1 * ir);
-            }
-          }
-        }
-        break;
+    }
+  }
+
+  // sum_k (1 + z / (2 alpha_k l^2))^-alpha_k (steep components: pow_steep)
+  void eval_rational_quadratic(const T* __restrict z, int64_t n,
+                               T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    for (const Comp& cp : comps) {
+      if (cp.steep) {
+        pow_steep(cp, z, n, v, d1, d2);
+        continue;
       }
-      case kEnergy: {
+      const T a = -cp.beta, inv = cp.inv, c1 = cp.c1, c2 = cp.c2;
+      for (int64_t i = 0; i < n; ++i) {
+        const T base = T(1) + z[i] * inv;
+        const T val = std::exp(-a * std::log(base));
+        const T ib = T(1) / base;
+        if (v) v[i] += val;
+        if (d1) d1[i] += -val * ib * c1;
+        if (d2) d2[i] += c2 * val * ib * ib;
+      }
+    }
+  }
+
+  // sum_k (c_k^2 + z)^beta (steep components: pow_steep)
+  void eval_inverse_multiquadric(const T* __restrict z, int64_t n,
+                                 T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    for (const Comp& cp : comps) {
+      if (cp.steep) {
+        pow_steep(cp, z, n, v, d1, d2);
+        continue;
+      }
+      const T beta = cp.beta, bm1 = cp.bm1, c2 = cp.c1;
+      for (int64_t i = 0; i < n; ++i) {
+        const T q = c2 + z[i];
+        const T val = beta == T(-0.5) ? T(1) / std::sqrt(q) : std::exp(beta * std::log(q));
+        const T iq = T(1) / q;
+        if (v) v[i] += val;
+        if (d1) d1[i] += beta * val * iq;
+        if (d2) d2[i] += beta * (bm1 * (val * iq * iq));
+      }
+    }
+  }
+
+  // sum_k exp(-sqrt(z) / s_k); the derivatives are set to 0 at the kink z = 0
+  void eval_laplacian(const T* __restrict z, int64_t n,
+                      T* __restrict v, T* __restrict d1, T* __restrict d2, T* __restrict tmp) const {
+    for (int64_t i = 0; i < n; ++i) tmp[i] = std::sqrt(z[i]);
+    for (const Comp& cp : comps) {
+      // products ordered after e (e = 0 far out): no overflow of 1/s^2 r^-2 times e = 0
+      const T A = cp.a, B = cp.b;
+      if (B == T(1)) {
         for (int64_t i = 0; i < n; ++i) {
-          const T r = std::sqrt(z[i]);
+          const T r = tmp[i];
+          const T e = fast_exp(-r * A);
           const T ir = r == T(0) ? T(0) : T(1) / r;
-          if (v) v[i] = -r;
-          if (d1) d1[i] = T(-0.5) * ir;
-          if (d2) d2[i] = T(0.25) * ir * ir * ir;
+          const T t1 = A * (e * ir);  // e / (s r)
+          if (v) v[i] += e;
+          if (d1) d1[i] += T(-0.5) * t1;
+          if (d2) d2[i] += T(0.25) * ir * (A * t1 + t1 * ir);
         }
-        break;
-      }
-      case kPolyharmonic: {
-        const int64_t k = static_cast<int64_t>(p[0]);
-        const T eps2 = p[1] * p[1];
-        const T h = T(0.5) * static_cast<T>(k);
-        const bool even = (k % 2) == 0;
+      } else {  // 1/s overflows T: A (B r), so that r = 0 gives exactly 1
         for (int64_t i = 0; i < n; ++i) {
-          const T q = z[i] + eps2;
-          const bool kink = q == T(0);
-          const T qs = kink ? T(1) : q;  // safe value at the kink; results masked below
-          const T lq = std::log(qs);
-          const T qh = std::exp(h * lq);          // q^h
-          const T qh1 = qh / qs, qh2 = qh1 / qs;  // q^(h-1), q^(h-2)
-          T val, g1, g2;
-          if (even) {
-            val = T(0.5) * qh * lq;
-            g1 = T(0.5) * h * qh1 * lq + T(0.5) * qh1;
-            g2 = T(0.5) * h * (h - T(1)) * qh2 * lq + (T(0.5) * h + T(0.5) * (h - T(1))) * qh2;
-          } else {
-            val = qh;
-            g1 = h * qh1;
-            g2 = h * (h - T(1)) * qh2;
-          }
-          if (v) v[i] = kink ? T(0) : val;
-          if (d1) d1[i] = kink ? T(0) : g1;
-          if (d2) d2[i] = kink ? T(0) : g2;
-          if (q != q) {  // NaN in, NaN out
-            if (v) v[i] = q;
-            if (d1) d1[i] = q;
-            if (d2) d2[i] = q;
-          }
+          const T r = tmp[i];
+          const T e = fast_exp(-(A * (B * r)));
+          const T ir = r == T(0) ? T(0) : T(1) / r;
+          const T t1 = A * (B * (e * ir));
+          if (v) v[i] += e;
+          if (d1) d1[i] += T(-0.5) * t1;
+          if (d2) d2[i] += T(0.25) * ir * (A * (B * t1) + t1 * ir);
         }
-        break;
       }
-      case kPolynomial: {
-        // (gamma z + c0)^n by repeated squaring over the bits of n - 2, chunk by chunk (the loops over the
-        // chunk vectorise); O(log n) products, exact for exactly representable powers.
-        const int64_t m = degree >= 2 ? degree - 2 : 0;
-        const T gamma = pg, c0 = pc0, n1 = pn1, m1 = pm1;
-        constexpr int64_t kChunk = 64;
-        T w[kChunk], sq[kChunk], pw[kChunk];  // base, base^(2^bit), base^(n - 2) so far
-        for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-          const int64_t len = std::min(kChunk, n - i0);
-          for (int64_t i = 0; i < len; ++i) {
-            w[i] = gamma * z[i0 + i] + c0;
-            sq[i] = w[i];
-            pw[i] = T(1);
-          }
-          for (int64_t e = m; e > 0; e >>= 1) {
-            if (e & 1) for (int64_t i = 0; i < len; ++i) pw[i] *= sq[i];
-            if (e > 1) for (int64_t i = 0; i < len; ++i) sq[i] *= sq[i];
-          }
-          for (int64_t i = 0; i < len; ++i) {
-            const T pw1 = degree >= 2 ? pw[i] * w[i] : T(1);  // base^(n-1)
-            if (v) v[i0 + i] = pw1 * w[i];
-            if (d1) d1[i0 + i] = n1 * pw1;
-            if (d2) d2[i0 + i] = degree >= 2 ? n1 * (m1 * pw[i]) : T(0);
-          }
-        }
-        break;
+    }
+  }
+
+  // -sqrt(z); the derivatives are set to 0 at the kink z = 0
+  void eval_energy(const T* __restrict z, int64_t n, T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    for (int64_t i = 0; i < n; ++i) {
+      const T r = std::sqrt(z[i]);
+      const T ir = r == T(0) ? T(0) : T(1) / r;
+      if (v) v[i] = -r;
+      if (d1) d1[i] = T(-0.5) * ir;
+      if (d2) d2[i] = T(0.25) * ir * ir * ir;
+    }
+  }
+
+  // (z + eps^2)^(k/2), times log(z + eps^2) / 2 for even k; 0 at the kink; NaN in, NaN out
+  void eval_polyharmonic(const T* __restrict z, int64_t n,
+                         T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    const int64_t k = static_cast<int64_t>(p[0]);
+    const T eps2 = p[1] * p[1];
+    const T h = T(0.5) * static_cast<T>(k);
+    const bool even = (k % 2) == 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const T q = z[i] + eps2;
+      const bool kink = q == T(0);
+      const T qs = kink ? T(1) : q;  // safe value at the kink; results masked below
+      const T lq = std::log(qs);
+      const T qh = std::exp(h * lq);          // q^h
+      const T qh1 = qh / qs, qh2 = qh1 / qs;  // q^(h-1), q^(h-2)
+      T val, g1, g2;
+      if (even) {
+        val = T(0.5) * qh * lq;
+        g1 = T(0.5) * h * qh1 * lq + T(0.5) * qh1;
+        g2 = T(0.5) * h * (h - T(1)) * qh2 * lq + (T(0.5) * h + T(0.5) * (h - T(1))) * qh2;
+      } else {
+        val = qh;
+        g1 = h * qh1;
+        g2 = h * (h - T(1)) * qh2;
       }
-      case kLinear: {
-        for (int64_t i = 0; i < n; ++i) {
-          if (v) v[i] = z[i];
-          if (d1) d1[i] = T(1);
-        }
-        break;
+      if (v) v[i] = kink ? T(0) : val;
+      if (d1) d1[i] = kink ? T(0) : g1;
+      if (d2) d2[i] = kink ? T(0) : g2;
+      if (q != q) {  // NaN in, NaN out
+        if (v) v[i] = q;
+        if (d1) d1[i] = q;
+        if (d2) d2[i] = q;
       }
+    }
+  }
+
+  // (gamma z + c0)^n
+  void eval_polynomial(const T* __restrict z, int64_t n, T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    // (gamma z + c0)^n by repeated squaring over the bits of n - 2, chunk by chunk (the loops over the
+    // chunk vectorise); O(log n) products, exact for exactly representable powers.
+    const int64_t m = degree >= 2 ? degree - 2 : 0;
+    const T gamma = pg, c0 = pc0, n1 = pn1, m1 = pm1;
+    constexpr int64_t kChunk = 64;
+    T w[kChunk], sq[kChunk], pw[kChunk];  // base, base^(2^bit), base^(n - 2) so far
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - i0);
+      for (int64_t i = 0; i < len; ++i) {
+        w[i] = gamma * z[i0 + i] + c0;
+        sq[i] = w[i];
+        pw[i] = T(1);
+      }
+      for (int64_t e = m; e > 0; e >>= 1) {
+        if (e & 1) for (int64_t i = 0; i < len; ++i) pw[i] *= sq[i];
+        if (e > 1) for (int64_t i = 0; i < len; ++i) sq[i] *= sq[i];
+      }
+      for (int64_t i = 0; i < len; ++i) {
+        const T pw1 = degree >= 2 ? pw[i] * w[i] : T(1);  // base^(n-1)
+        if (v) v[i0 + i] = pw1 * w[i];
+        if (d1) d1[i0 + i] = n1 * pw1;
+        if (d2) d2[i0 + i] = degree >= 2 ? n1 * (m1 * pw[i]) : T(0);
+      }
+    }
+  }
+
+  // z
+  void eval_linear(const T* __restrict z, int64_t n, T* __restrict v, T* __restrict d1, T* __restrict d2) const {
+    for (int64_t i = 0; i < n; ++i) {
+      if (v) v[i] = z[i];
+      if (d1) d1[i] = T(1);
     }
   }
 };

@@ -75,19 +75,7 @@ void score_backward_block(const ScoreProblem<T>& sp, const T* G, const T* ybar, 
     tile_z(sp.job, /*radial=*/true, sp.xn.data(), sp.yn.data(), i0, bi, j0, bj, s);
     const bool small_d = D <= kSmallD;
     const T* yt = s.yt.data();  // small D: the centre tile transposed [D, bj], left by tile_z
-    if (small_d) {
-      for (int64_t i = 0; i < bi; ++i) {
-        T* tr = t + i * bj;
-        std::fill(tr, tr + bj, T(0));
-        for (int64_t d = 0; d < D; ++d) {
-          const T g = Gi[i * D + d];
-          const T* yr = yt + d * bj;
-          for (int64_t j = 0; j < bj; ++j) tr[j] += g * yr[j];
-        }
-      }
-    } else {
-      mm<T>(false, true, bi, bj, D, T(1), Gi, D, Yj, D, T(0), t, bj);
-    }
+    tile_dots(Gi, Yj, yt, bi, bj, D, t);
     for (int64_t i = 0; i < bi; ++i) {
       const T l = lse[i0 + i], gb = gbar[i];
       for (int64_t j = 0; j < bj; ++j) {

@@ -74,8 +74,8 @@ struct ScoreProblem {
 
   ScoreProblem(const T* X, const T* Y, int64_t N, int64_t M, int64_t D, double sigma_)
       : sigma(static_cast<T>(sigma_)) {
-    split_coef(0.5 / (sigma_ * sigma_), std::sqrt(0.5) / sigma_, ea, eb);
-    split_coef(1.0 / (sigma_ * sigma_), 1.0 / sigma_, sa, sb);
+    split_coefficient(0.5 / (sigma_ * sigma_), std::sqrt(0.5) / sigma_, ea, eb);
+    split_coefficient(1.0 / (sigma_ * sigma_), 1.0 / sigma_, sa, sb);
     job.X = X;
     job.Y = Y;
     job.N = N;
@@ -84,15 +84,6 @@ struct ScoreProblem {
     xn.assign(N, 0.0);
     yn.resize(M);
     for (int64_t j = 0; j < M; ++j) yn[j] = sqnorm(Y + j * D, D);
-  }
-  static void split_coef(double u, double root, T& a, T& b) {
-    const double mx = static_cast<double>(std::numeric_limits<T>::max());
-    if (u <= mx) {
-      a = static_cast<T>(u);
-      b = T(1);
-    } else {
-      a = b = static_cast<T>(std::min(root, mx));
-    }
   }
   void refresh_norms(int64_t i0, int64_t bi) {  // rows of X may have moved (Langevin)
     for (int64_t i = i0; i < i0 + bi; ++i) xn[i] = sqnorm(job.X + i * job.D, job.D);
