@@ -647,8 +647,11 @@ def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
     return xs, None if y is None else (parts[1] - c).to(y.dtype)
 
 
-def _empty(rows, cols, like, dtype):
-    return torch.zeros((rows, cols), dtype=dtype, device=like.device)
+def _grad_out(rows, cols, needed, like, dtype):
+    """A gradient output [rows, cols] on like's device: uninitialised where a kernel writes it (needed), zeros
+    where it is not asked for."""
+    make = torch.empty if needed else torch.zeros
+    return make((rows, cols), dtype=dtype, device=like.device)
 
 
 # ----------------------------------------------------------------------------
@@ -700,12 +703,12 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     C = wr.shape[1]
     mask = [bool(m) for m in mask]
     acc = cfg.acc_torch
-    gx = torch.empty((N, D), dtype=acc, device=x.device) if mask[0] else _empty(N, D, x, acc)
+    gx = _grad_out(N, D, mask[0], x, acc)
     if self_mode:
-        gy = _empty(0, D, x, acc)
+        gy = _grad_out(0, D, False, x, acc)
     else:
-        gy = torch.empty((M, D), dtype=acc, device=x.device) if mask[1] else _empty(M, D, x, acc)
-    gw = torch.empty((M, C), dtype=acc, device=x.device) if mask[2] else _empty(M, C, x, acc)
+        gy = _grad_out(M, D, mask[1], x, acc)
+    gw = _grad_out(M, C, mask[2], x, acc)
     if mask[0]:
         if self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
             _launch_pair(cfg, fam, P, np_, ip, xr, xr, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx,
@@ -751,12 +754,11 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
     C = ar.shape[1]
     mask = [bool(m) for m in mask]
     acc = cfg.acc_torch
-    dev = x.device
-    gx = torch.empty((N, D), dtype=acc, device=dev) if mask[0] else _empty(N, D, x, acc)
-    ga = torch.empty((N, C), dtype=acc, device=dev) if mask[2] else _empty(N, C, x, acc)
-    gb = torch.empty((M, C), dtype=acc, device=dev) if mask[3] else _empty(M, C, x, acc)
+    gx = _grad_out(N, D, mask[0], x, acc)
+    ga = _grad_out(N, C, mask[2], x, acc)
+    gb = _grad_out(M, C, mask[3], x, acc)
     if self_mode:
-        gy = _empty(0, D, x, acc)
+        gy = _grad_out(0, D, False, x, acc)
         # role 1 (rows of x own the flow outputs): gx part 1 and ga
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
                     side=0, self_mode=True, accum_d=False)
@@ -764,7 +766,7 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, br, ar, gx if mask[0] else None, gb if mask[3] else None,
                     side=1, self_mode=True, accum_d=True)
     else:
-        gy = torch.empty((M, D), dtype=acc, device=dev) if mask[1] else _empty(M, D, x, acc)
+        gy = _grad_out(M, D, mask[1], x, acc)
         _launch_hvp(cfg, fam, P, np_, ip, xr, yr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
                     side=0, self_mode=False, accum_d=False)
         _launch_hvp(cfg, fam, P, np_, ip, yr, xr, hr, br, ar, gy if mask[1] else None, gb if mask[3] else None,
