@@ -182,75 +182,93 @@ def _largest(values):
     return max(values)
 
 
+def _launch_configs(arch: int):
+    """(dtype, accumulation dtype, cfg, prec label, prec_raw label, first) for every dtype and each distinct
+    allow_tf32 setting of it (``_configs``, table row of ``arch``); first: the dtype's first setting (allow_tf32
+    off)."""
+    for dt in DTYPES:
+        for i, ((prec, raw), cfg) in enumerate(_configs(LaunchConfig, dt, arch)):
+            yield dt, _tname(cfg.acc_torch), cfg, prec, raw, i == 0
+
+
+def _output_blocks(cfg, cap: Optional[int] = None) -> List[int]:
+    """Every output block ``cfg.oblock`` picks (with ``cap``), smallest first."""
+    return sorted({cfg.oblock(n, cap) for n in _SIZES})
+
+
+def _variant(kernel, arch: int, dt: str, prec: str, cfg, ptrs: Dict[str, str], constexprs: Dict[str, object], *,
+             i64: Iterable[str] = (), num_warps: Optional[int] = None, num_stages: Optional[int] = None,
+             representative: bool = False, top: bool = True) -> Variant:
+    """The compile of one launch of ``kernel`` (a jitted kernel of a gankernels module) for input dtype ``dt``:
+    signature from ``ptrs`` and ``i64`` (see ``_sig``), warps and stages those of ``cfg`` unless given."""
+    return Variant(kernel.__module__.rpartition(".")[2], kernel.__name__, arch, (dt,), prec, _sig(kernel, ptrs, i64),
+                   constexprs, cfg.num_warps if num_warps is None else num_warps,
+                   num_stages=cfg.num_stages if num_stages is None else num_stages,
+                   representative=representative, top=top)
+
+
 def _engine_variants(arch: int) -> List[Variant]:
     from . import triton_pairwise as te
 
     out: List[Variant] = []
-    for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(LaunchConfig, dt, arch):
-            acc = _tname(cfg.acc_torch)
-            ob = sorted({cfg.oblock(n) for n in _SIZES})
-            cb = sorted({cfg.cblock(n) for n in _SIZES})
-            cpair = sorted({(cfg.cblock(n), cfg.oblock(n)) for n in _SIZES})  # blocks fixed by one C
-            common = dict(ACC=cfg.acc, PREC=cfg.prec)
-            # _pair_kernel: FLOW=False has NO = C (both blocks from C); FLOW=True has NO = D
-            for flow in (False, True):
-                blocks = cpair if not flow else [(c, o) for c in cb for o in ob]
-                top = (max(b[0] for b in blocks), max(b[1] for b in blocks))
-                for self_mode in (False, True):
-                    for fam in _FAMILIES:
-                        for bc, bo in blocks:
-                            if (bc, bo) != top and (fam != 0 or self_mode):
+    for dt, acc, cfg, prec, _raw, _first in _launch_configs(arch):
+        ob = _output_blocks(cfg)
+        cb = sorted({cfg.cblock(n) for n in _SIZES})
+        cpair = sorted({(cfg.cblock(n), cfg.oblock(n)) for n in _SIZES})  # blocks fixed by one C
+        common = dict(ACC=cfg.acc, PREC=cfg.prec)
+        pair_ptrs = {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc, "OUT2": acc, "P": acc}
+        # _pair_kernel: FLOW=False has NO = C (both blocks from C); FLOW=True has NO = D
+        for flow in (False, True):
+            blocks = cpair if not flow else [(c, o) for c in cb for o in ob]
+            top = (max(b[0] for b in blocks), max(b[1] for b in blocks))
+            for self_mode in (False, True):
+                for fam in _FAMILIES:
+                    for bc, bo in blocks:
+                        if (bc, bo) != top and (fam != 0 or self_mode):
+                            continue
+                        cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
+                                  SQUARE=False, **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj,
+                                  BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
+                        out.append(_variant(te._pair_kernel, arch, dt, prec, cfg, pair_ptrs, cx,
+                                            representative=flow and not self_mode and fam == 0 and (bc, bo) == top,
+                                            top=(bc, bo) == top))
+        # SQUARE (ksum_and_square, self mode): the variance's two indicator columns, blocks of 16
+        for fam in _FAMILIES:
+            cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
+                      **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2),
+                      BLOCK_O=cfg.oblock(2))
+            out.append(_variant(te._pair_kernel, arch, dt, prec, cfg, pair_ptrs, cx, representative=fam == 0,
+                                top=False))
+        # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
+        # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
+        # largest blocks): families x outputs there, roles x outputs and block sizes for the Gaussian.
+        roles = [(0, False, False), (1, False, False), (0, True, False), (1, True, True)]
+        needs = [(True, True), (True, False), (False, True)]
+        heavy = roles[3]
+        ob_h = _output_blocks(cfg, cfg.hvp_max_o)
+        cpair_h = sorted({(cfg.cblock(n), cfg.oblock(n, cfg.hvp_max_o)) for n in _SIZES})
+        top = (max(c for c, _ in cpair_h), max(o for _, o in cpair_h), max(ob_h))
+        for role in roles:
+            side, self_mode, accum = role
+            for need_d, need_c in needs:
+                for fam in _FAMILIES:
+                    for bc, boc in cpair_h:
+                        for bod in ob_h:
+                            blocks_top = (bc, boc, bod) == top
+                            if fam != 0 and not (role == heavy and blocks_top):
                                 continue
-                            sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc,
-                                                         "OUT2": acc, "P": acc})
-                            cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
-                                      SQUARE=False, **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj,
-                                      BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
-                            out.append(Variant("triton_pairwise", "_pair_kernel", arch, (dt,), prec, sig, cx,
-                                               cfg.num_warps, num_stages=cfg.num_stages,
-                                               representative=flow and not self_mode and fam == 0
-                                               and (bc, bo) == top, top=(bc, bo) == top))
-            # SQUARE (ksum_and_square, self mode): the variance's two indicator columns, blocks of 16
-            for fam in _FAMILIES:
-                sig = _sig(te._pair_kernel, {"R": dt, "Q": dt, "RC": dt, "QC": dt, "OUT": acc, "OUT2": acc,
-                                             "P": acc})
-                cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
-                          **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2),
-                          BLOCK_O=cfg.oblock(2))
-                out.append(Variant("triton_pairwise", "_pair_kernel", arch, (dt,), prec, sig, cx, cfg.num_warps,
-                                   num_stages=cfg.num_stages, representative=fam == 0, top=False))
-            # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
-            # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
-            # largest blocks): families x outputs there, roles x outputs and block sizes for the Gaussian.
-            roles = [(0, False, False), (1, False, False), (0, True, False), (1, True, True)]
-            needs = [(True, True), (True, False), (False, True)]
-            heavy = roles[3]
-            ob_h = sorted({cfg.oblock(n, cfg.hvp_max_o) for n in _SIZES})
-            cpair_h = sorted({(cfg.cblock(n), cfg.oblock(n, cfg.hvp_max_o)) for n in _SIZES})
-            top = (max(c for c, _ in cpair_h), max(o for _, o in cpair_h), max(ob_h))
-            for role in roles:
-                side, self_mode, accum = role
-                for need_d, need_c in needs:
-                    for fam in _FAMILIES:
-                        for bc, boc in cpair_h:
-                            for bod in ob_h:
-                                blocks_top = (bc, boc, bod) == top
-                                if fam != 0 and not (role == heavy and blocks_top):
-                                    continue
-                                if not blocks_top and not (role == heavy and need_d and need_c):
-                                    continue
-                                sig = _sig(te._hvp_kernel, {"R": dt, "Q": dt, "H": dt, "RC": dt, "QC": dt,
-                                                            "OUTD": acc if need_d else dt,
-                                                            "OUTC": acc if need_c else dt, "P": acc})
-                                cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, SIDE=side, SELF=self_mode,
-                                          NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum, **common,
-                                          BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
-                                          BLOCK_OD=bod, BLOCK_OC=boc)
-                                out.append(Variant("triton_pairwise", "_hvp_kernel", arch, (dt,), prec, sig, cx,
-                                                   cfg.hvp_warps, num_stages=cfg.num_stages,
-                                                   representative=role == heavy and need_d and need_c
-                                                   and fam == 0 and blocks_top, top=blocks_top))
+                            if not blocks_top and not (role == heavy and need_d and need_c):
+                                continue
+                            ptrs = {"R": dt, "Q": dt, "H": dt, "RC": dt, "QC": dt, "OUTD": acc if need_d else dt,
+                                    "OUTC": acc if need_c else dt, "P": acc}
+                            cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, SIDE=side, SELF=self_mode,
+                                      NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum, **common,
+                                      BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
+                                      BLOCK_OD=bod, BLOCK_OC=boc)
+                            out.append(_variant(te._hvp_kernel, arch, dt, prec, cfg, ptrs, cx,
+                                                num_warps=cfg.hvp_warps,
+                                                representative=role == heavy and need_d and need_c and fam == 0
+                                                and blocks_top, top=blocks_top))
     return out
 
 
@@ -260,55 +278,45 @@ def _score_variants(arch: int) -> List[Variant]:
     from . import triton_score as ts
 
     out: List[Variant] = []
-    for dt in DTYPES:
-        for (prec, _raw), cfg in _configs(LaunchConfig, dt, arch):
-            acc = _tname(cfg.acc_torch)
-            ob = sorted({cfg.oblock(n) for n in _SIZES})
-            blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd)
-            # every pointer of these kernels is in the accumulation dtype (inputs are shifted / upcast first)
-            if prec == "ieee":  # no dot: one variant per dtype; the launcher's BLOCK = 1024, 4 warps
-                for noise in (False, True):
-                    sig = _sig(tlg._langevin_kernel, {"X": dt, "DR": dt, "OUT": dt, "SC": acc}, i64=("seed",))
-                    out.append(Variant("triton_langevin", "_langevin_kernel", arch, (dt,), "-", sig,
-                                       dict(NOISE=noise, BLOCK=1024), 4, representative=noise))
-            for bo in ob:
-                top = bo == max(ob)
-                for has_w, update in ((False, False), (True, False), (False, True)):
-                    sig = _sig(ts._score_kernel, {k: acc for k in ("X", "Y", "LOGW", "SCORE", "LSE", "XOUT", "SC")},
-                               i64=("seed",))
-                    out.append(Variant("triton_score", "_score_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, UPDATE=update, NOISE=update, **blk, BLOCK_O=bo),
-                                       cfg.num_warps, num_stages=cfg.num_stages, representative=top and has_w,
-                                       top=top))
-                for has_w in (False, True):
-                    sig = _sig(ts._score_bwd_x_kernel,
-                               {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GX")})
-                    out.append(Variant("triton_score", "_score_bwd_x_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, **blk, BLOCK_O=bo), cfg.num_warps, num_stages=cfg.num_stages,
-                                       representative=top and has_w, top=top))
-                for noise in (False, True):
-                    for fam in _FAMILIES:
-                        if fam != 0 and not top:
-                            continue
-                        sig = _sig(tlg._flow_step_kernel, {k: acc for k in ("X", "C", "W", "P", "XOUT", "SC")},
-                                   i64=("seed",))
-                        out.append(Variant("triton_langevin", "_flow_step_kernel", arch, (dt,), prec, sig,
-                                           dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise, **blk,
-                                                BLOCK_O=bo),
-                                           cfg.num_warps, num_stages=cfg.num_stages,
-                                           representative=top and noise and fam == 0, top=top))
-            ob_gy = sorted({cfg.oblock(n, cfg.score_gy_max_o) for n in _SIZES})  # its own output block cap
-            for bo in ob_gy:
-                top = bo == max(ob_gy)
-                for has_w, need_y, need_w in ((False, True, False), (True, True, False), (True, True, True),
-                                              (True, False, True)):
-                    sig = _sig(ts._score_bwd_y_kernel,
-                               {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GY", "GW")})
-                    out.append(Variant("triton_score", "_score_bwd_y_kernel", arch, (dt,), prec, sig,
-                                       dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w,
-                                            **dict(blk, BLOCK_J=cfg.score_gy_bj), BLOCK_O=bo),
-                                       cfg.num_warps, num_stages=cfg.num_stages,
-                                       representative=top and need_y and need_w, top=top))
+    for dt, acc, cfg, prec, _raw, _first in _launch_configs(arch):
+        ob = _output_blocks(cfg)
+        blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd)
+        # every pointer of these kernels is in the accumulation dtype (inputs are shifted / upcast first)
+        if prec == "ieee":  # no dot: one variant per dtype; the launcher's BLOCK = 1024, 4 warps
+            for noise in (False, True):
+                out.append(_variant(tlg._langevin_kernel, arch, dt, "-", cfg,
+                                    {"X": dt, "DR": dt, "OUT": dt, "SC": acc}, dict(NOISE=noise, BLOCK=1024),
+                                    i64=("seed",), num_warps=4, num_stages=3, representative=noise))
+        for bo in ob:
+            top = bo == max(ob)
+            for has_w, update in ((False, False), (True, False), (False, True)):
+                out.append(_variant(ts._score_kernel, arch, dt, prec, cfg,
+                                    {k: acc for k in ("X", "Y", "LOGW", "SCORE", "LSE", "XOUT", "SC")},
+                                    dict(HAS_W=has_w, UPDATE=update, NOISE=update, **blk, BLOCK_O=bo),
+                                    i64=("seed",), representative=top and has_w, top=top))
+            for has_w in (False, True):
+                out.append(_variant(ts._score_bwd_x_kernel, arch, dt, prec, cfg,
+                                    {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GX")},
+                                    dict(HAS_W=has_w, **blk, BLOCK_O=bo), representative=top and has_w, top=top))
+            for noise in (False, True):
+                for fam in _FAMILIES:
+                    if fam != 0 and not top:
+                        continue
+                    out.append(_variant(tlg._flow_step_kernel, arch, dt, prec, cfg,
+                                        {k: acc for k in ("X", "C", "W", "P", "XOUT", "SC")},
+                                        dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise, **blk,
+                                             BLOCK_O=bo),
+                                        i64=("seed",), representative=top and noise and fam == 0, top=top))
+        ob_gy = _output_blocks(cfg, cfg.score_gy_max_o)  # its own output block cap
+        for bo in ob_gy:
+            top = bo == max(ob_gy)
+            for has_w, need_y, need_w in ((False, True, False), (True, True, False), (True, True, True),
+                                          (True, False, True)):
+                out.append(_variant(ts._score_bwd_y_kernel, arch, dt, prec, cfg,
+                                    {k: acc for k in ("X", "Y", "G", "W", "LSE", "GBAR", "SC", "GY", "GW")},
+                                    dict(HAS_W=has_w, NEED_Y=need_y, NEED_W=need_w,
+                                         **dict(blk, BLOCK_J=cfg.score_gy_bj), BLOCK_O=bo),
+                                    representative=top and need_y and need_w, top=top))
     return out
 
 
@@ -316,44 +324,31 @@ def _pulling_away_variants(arch: int) -> List[Variant]:
     from . import triton_pulling_away as tp
 
     out: List[Variant] = []
-    for dt in DTYPES:
-        for (prec, raw), cfg in _configs(LaunchConfig, dt, arch):
-            acc = _tname(cfg.acc_torch)
-            ob = sorted({cfg.oblock(n) for n in _SIZES})
-            first = (prec, raw) == _configs(LaunchConfig, dt, arch)[0][0]
-            for bo in ob:
-                top = bo == max(ob)
-                if first:  # no dot in these two
-                    sig = _sig(tp._norm_kernel, {"S": dt, "EPS": "fp64", "INV": acc, "Q": acc, "PROJ": acc})
-                    out.append(Variant("triton_pulling_away", "_norm_kernel", arch, (dt,), "-", sig,
-                                       dict(ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
-                                       num_stages=cfg.num_stages,
-                                       representative=top, top=top))
-                    for diag in (False, True):
-                        sig = _sig(tp._finish_kernel, {"S": dt, "INV": acc, "Q": acc, "PROJ": acc, "H": acc,
-                                                       "C": acc, "OUT": dt})
-                        out.append(Variant("triton_pulling_away", "_finish_kernel", arch, (dt,), "-", sig,
-                                           dict(DIAG=diag, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), cfg.num_warps,
-                                           num_stages=cfg.num_stages,
-                                           representative=top and diag, top=top))
-                sig = _sig(tp._gram_h_kernel, {"S": dt, "INV": acc, "H": acc})
-                out.append(Variant("triton_pulling_away", "_gram_h_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC_RAW=raw, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bi,
-                                        BLOCK_D=cfg.bd, BLOCK_O=bo), cfg.num_warps,
-                                        num_stages=cfg.num_stages, representative=top and first, top=top))
-                sig = _sig(tp._cov_kernel, {"S": dt, "INV": acc, "PART": acc})
-                out.append(Variant("triton_pulling_away", "_cov_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bo, BLOCK_B=bo),
-                                   cfg.num_warps, num_stages=cfg.num_stages, representative=top and first, top=top))
-                sig = _sig(tp._cov_h_kernel, {"S": dt, "INV": acc, "G": acc, "H": acc})
-                out.append(Variant("triton_pulling_away", "_cov_h_kernel", arch, (dt,), prec, sig,
-                                   dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo),
-                                   cfg.num_warps, num_stages=cfg.num_stages, representative=top and first, top=top))
-            sig = _sig(tp._gram_fwd_kernel, {"S": dt, "INV": acc, "PART": acc})
-            out.append(Variant("triton_pulling_away", "_gram_fwd_kernel", arch, (dt,), prec, sig,
-                               dict(ACC=cfg.acc, PREC_RAW=raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd), cfg.num_warps,
-                               num_stages=cfg.num_stages,
-                               representative=first))
+    for dt, acc, cfg, prec, raw, first in _launch_configs(arch):
+        ob = _output_blocks(cfg)
+        for bo in ob:
+            top = bo == max(ob)
+            if first:  # no dot in these two
+                out.append(_variant(tp._norm_kernel, arch, dt, "-", cfg,
+                                    {"S": dt, "EPS": "fp64", "INV": acc, "Q": acc, "PROJ": acc},
+                                    dict(ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo), representative=top, top=top))
+                for diag in (False, True):
+                    out.append(_variant(tp._finish_kernel, arch, dt, "-", cfg,
+                                        {"S": dt, "INV": acc, "Q": acc, "PROJ": acc, "H": acc, "C": acc, "OUT": dt},
+                                        dict(DIAG=diag, ACC=cfg.acc, BLOCK_N=cfg.bi, BLOCK_D=bo),
+                                        representative=top and diag, top=top))
+            out.append(_variant(tp._gram_h_kernel, arch, dt, prec, cfg, {"S": dt, "INV": acc, "H": acc},
+                                dict(ACC=cfg.acc, PREC_RAW=raw, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bi,
+                                     BLOCK_D=cfg.bd, BLOCK_O=bo),
+                                representative=top and first, top=top))
+            out.append(_variant(tp._cov_kernel, arch, dt, prec, cfg, {"S": dt, "INV": acc, "PART": acc},
+                                dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_N=cfg.bi, BLOCK_A=bo, BLOCK_B=bo),
+                                representative=top and first, top=top))
+            out.append(_variant(tp._cov_h_kernel, arch, dt, prec, cfg, {"S": dt, "INV": acc, "G": acc, "H": acc},
+                                dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_K=cfg.bd, BLOCK_O=bo),
+                                representative=top and first, top=top))
+        out.append(_variant(tp._gram_fwd_kernel, arch, dt, prec, cfg, {"S": dt, "INV": acc, "PART": acc},
+                            dict(ACC=cfg.acc, PREC_RAW=raw, BLOCK=cfg.bi, BLOCK_D=cfg.bd), representative=first))
     return out
 
 

@@ -26,10 +26,11 @@ fp64 inputs).  Outputs are written once, in the accumulation dtype, and cast to
 the input dtype in Python; extra memory is O((N + M) (D + C)).
 
 Kernels (two ``@triton.jit`` kernels specialised by constexpr flags, plus the
-jitted helpers ``_tile_z`` (z of a tile), ``_tile_p`` (pair weights) and
-``_phi``, the one place that evaluates ``(phi, phi', phi'')`` of a family for a
-tile; the family code is a constexpr, mixture constants come in a small device
-tensor with a runtime component count):
+jitted helpers ``_tile_dots`` (the one loop over D of a tile's dot products),
+``_tile_z`` (z of a tile), ``_tile_p`` (pair weights) and ``_phi``, the one
+place that evaluates ``(phi, phi', phi'')`` of a family for a tile; the family
+code is a constexpr, mixture constants come in a small device tensor with a
+runtime component count):
 
 * ``_pair_kernel``  ``FLOW=False``: ``out = K @ V`` (ksum, gw);
                     ``FLOW=True``:  ``out_i = sum_j p_ij grad_1 k(r_i, q_j)`` (kflow, gx, gy).
@@ -307,29 +308,80 @@ if HAS_TRITON:
             return tl.dot(a, b, input_precision=PREC)
 
     @triton.jit
-    def _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL: tl.constexpr, SELF: tl.constexpr,
-                ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
-                BLOCK_D: tl.constexpr):
-        """z for the tile (rows ri of R, rows rj of Q)."""
+    def _tile_dots(R, Q, H, ri, rj, mi, mj, D, s_r, s_q, s_h, WITH_H: tl.constexpr, SIDE: tl.constexpr,
+                   RADIAL: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr,
+                   BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+        """The dot products over D of the tile (rows ri of R, rows rj of Q), as (xy, rn, qn, hd, hs_r, hs_q):
+        xy = R_i . Q_j and, RADIAL, the squared norms rn = |R_i|^2, qn = |Q_j|^2.
+
+        WITH_H: h are the rows of H attached to R (SIDE=0, rows ri) or to Q (SIDE=1, rows rj); hd = h . (the
+        other point) and, RADIAL, h . (its own point): hs_r (SIDE=0) or hs_q (SIDE=1).  Terms not asked
+        for are 0 (and H is never read without WITH_H).
+        """
         xy = tl.zeros([BLOCK_I, BLOCK_J], ACC)
+        hd = tl.zeros([BLOCK_I, BLOCK_J], ACC)
         rn = tl.zeros([BLOCK_I], ACC)
         qn = tl.zeros([BLOCK_J], ACC)
+        hs_r = tl.zeros([BLOCK_I], ACC)
+        hs_q = tl.zeros([BLOCK_J], ACC)
         for d0 in range(0, D, BLOCK_D):
             rd = d0 + tl.arange(0, BLOCK_D)
             md = rd < D
             a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
             b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
             xy += _distance_dot(a, b, PREC)
+            if WITH_H:
+                if SIDE == 0:
+                    hr = tl.load(H + ri[:, None] * s_h + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
+                    hd += _distance_dot(hr, b, PREC)
+                    if RADIAL:
+                        hs_r += tl.sum(hr.to(ACC) * a.to(ACC), 1)
+                else:
+                    hq = tl.load(H + rj[None, :] * s_h + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
+                    hd += _distance_dot(a, hq, PREC)
+                    if RADIAL:
+                        hs_q += tl.sum(hq.to(ACC) * b.to(ACC), 0)
             if RADIAL:
                 af = a.to(ACC)
                 bf = b.to(ACC)
                 rn += tl.sum(af * af, 1)
                 qn += tl.sum(bf * bf, 0)
+        return xy, rn, qn, hd, hs_r, hs_q
+
+    @triton.jit
+    def _tile_z(R, Q, ri, rj, mi, mj, D, s_r, s_q, RADIAL: tl.constexpr, SELF: tl.constexpr,
+                ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+                BLOCK_D: tl.constexpr):
+        """z for the tile (rows ri of R, rows rj of Q)."""
+        xy, rn, qn, _hd, _hs_r, _hs_q = _tile_dots(R, Q, R, ri, rj, mi, mj, D, s_r, s_q, s_r, False, 0, RADIAL,
+                                                   ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
         if RADIAL:
             z = _z_from_dots(xy, rn, qn, ri, rj, SELF)
         else:
             z = xy
         return z
+
+    @triton.jit
+    def _tile_z_hz(R, Q, H, ri, rj, mi, mj, D, s_r, s_q, s_h, SIDE: tl.constexpr, RADIAL: tl.constexpr,
+                   SELF: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr, BLOCK_I: tl.constexpr,
+                   BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
+        """(z, hz) for the tile, hz = h . (gradient of z along the point h is attached to): with h on the rows
+        of R (SIDE=0) or of Q (SIDE=1), radial 2 h . (own point - other point), dot families h . (other point);
+        self pairs exactly 0 (NaN kept)."""
+        xy, rn, qn, hd, hs_r, hs_q = _tile_dots(R, Q, H, ri, rj, mi, mj, D, s_r, s_q, s_h, True, SIDE, RADIAL,
+                                                ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_D)
+        if RADIAL:
+            z = _z_from_dots(xy, rn, qn, ri, rj, SELF)
+            if SIDE == 0:
+                hz = 2.0 * (hs_r[:, None] - hd)
+            else:
+                hz = 2.0 * (hs_q[None, :] - hd)
+            if SELF:  # self pairs: h . (x_i - x_i) = 0 exactly (NaN kept)
+                hz = tl.where(ri[:, None] == rj[None, :], hz * 0.0, hz)
+        else:
+            z = xy
+            hz = hd
+        return z, hz
 
     @triton.jit
     def _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC: tl.constexpr, PREC: tl.constexpr,
@@ -388,6 +440,49 @@ if HAS_TRITON:
             tl.store(OUT2 + ri[:, None] * s_out + ro[None, :], acc2, mask=mi[:, None] & mo[None, :])
 
     @triton.jit
+    def _hvp_flow_terms(Q, H, rj, mj, rod, mod, p, f1, f2, hz, acc_d, acc_d2, rs_c, rs_d, s_q, s_h,
+                        RADIAL: tl.constexpr, SIDE: tl.constexpr, ACC: tl.constexpr, PREC: tl.constexpr):
+        """Adds one tile's share of the flow-side gradient (gx / gy) to its running parts: with
+        c_ij = p_ij phi''_ij hz_ij and d_ij = p_ij phi'_ij, acc_d += sum_j c_ij q_j, rs_c += sum_j c_ij
+        (radial), and d's part: rs_d += sum_j d_ij (SIDE=0, radial) or acc_d2 += sum_j d_ij h_j (SIDE=1)."""
+        c = tl.where(mj[None, :], p * f2 * hz, 0.0)
+        d = tl.where(mj[None, :], p * f1, 0.0)
+        vq = tl.load(Q + rj[:, None] * s_q + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
+        acc_d += tl.dot(c, vq.to(ACC), input_precision=PREC)
+        if RADIAL:
+            rs_c += tl.sum(c, 1)
+        if SIDE == 0:
+            if RADIAL:
+                rs_d += tl.sum(d, 1)
+        else:
+            vh = tl.load(H + rj[:, None] * s_h + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
+            acc_d2 += tl.dot(d, vh.to(ACC), input_precision=PREC)
+        return acc_d, acc_d2, rs_c, rs_d
+
+    @triton.jit
+    def _hvp_store_d(R, H, OUTD, ri, mi, rod, mod, acc_d, acc_d2, rs_c, rs_d, s_r, s_h, s_od,
+                     RADIAL: tl.constexpr, SIDE: tl.constexpr, ACCUM_D: tl.constexpr, ACC: tl.constexpr):
+        """Writes the flow-side gradient of the rows ri from the parts of ``_hvp_flow_terms``: radial
+        2 (r_i rs_c - acc_d) + 2 h_i rs_d (SIDE=0) or - 2 acc_d2 (SIDE=1); dot families acc_d (+ acc_d2,
+        SIDE=1).  ACCUM_D adds OUTD's current content."""
+        m2 = mi[:, None] & mod[None, :]
+        if RADIAL:
+            r = tl.load(R + ri[:, None] * s_r + rod[None, :], mask=m2, other=0.0).to(ACC)
+            out = 2.0 * (r * rs_c[:, None] - acc_d)
+            if SIDE == 0:
+                hr = tl.load(H + ri[:, None] * s_h + rod[None, :], mask=m2, other=0.0).to(ACC)
+                out += 2.0 * hr * rs_d[:, None]
+            else:
+                out -= 2.0 * acc_d2
+        else:
+            out = acc_d
+            if SIDE == 1:
+                out += acc_d2
+        if ACCUM_D:
+            out += tl.load(OUTD + ri[:, None] * s_od + rod[None, :], mask=m2, other=0.0)
+        tl.store(OUTD + ri[:, None] * s_od + rod[None, :], out, mask=m2)
+
+    @triton.jit
     def _hvp_kernel(R, Q, H, RC, QC, OUTD, OUTC, P,
                     NR, NQ, D, C,
                     s_r, s_q, s_h, s_rc, s_qc, s_od, s_oc,
@@ -404,12 +499,8 @@ if HAS_TRITON:
                 -> OUTD = gy, OUTC = gb.
         ACCUM_D adds OUTD's current content (self mode: second role of x).
         """
-        pid_i = tl.program_id(0)
-        pid_o = tl.program_id(1)
-        ri, mi = _span(pid_i * BLOCK_I, BLOCK_I, NR)
-        rod = pid_o * BLOCK_OD + tl.arange(0, BLOCK_OD)
-        mod = rod < D
-        roc = pid_o * BLOCK_OC + tl.arange(0, BLOCK_OC)
+        ri, mi, rod, mod = _program_block(NR, D, BLOCK_I, BLOCK_OD)
+        roc = tl.program_id(1) * BLOCK_OC + tl.arange(0, BLOCK_OC)
         moc = roc < C
         acc_d = tl.zeros([BLOCK_I, BLOCK_OD], ACC)   # sum_j c_ij q_j
         acc_d2 = tl.zeros([BLOCK_I, BLOCK_OD], ACC)  # SIDE=1: sum_j d_ij h_j
@@ -418,82 +509,22 @@ if HAS_TRITON:
         rs_d = tl.zeros([BLOCK_I], ACC)
         for j0 in range(0, NQ, BLOCK_J):
             rj, mj = _span(j0, BLOCK_J, NQ)
-            xy = tl.zeros([BLOCK_I, BLOCK_J], ACC)
-            hd = tl.zeros([BLOCK_I, BLOCK_J], ACC)  # h . (other point)
-            rn = tl.zeros([BLOCK_I], ACC)
-            qn = tl.zeros([BLOCK_J], ACC)
-            hs_r = tl.zeros([BLOCK_I], ACC)  # SIDE=0: h_i . x_i
-            hs_q = tl.zeros([BLOCK_J], ACC)  # SIDE=1: h_i . x_i for the looped x
-            for d0 in range(0, D, BLOCK_D):
-                rd = d0 + tl.arange(0, BLOCK_D)
-                md = rd < D
-                a = tl.load(R + ri[:, None] * s_r + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
-                b = tl.load(Q + rj[None, :] * s_q + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-                xy += _distance_dot(a, b, PREC)
-                if SIDE == 0:
-                    hr = tl.load(H + ri[:, None] * s_h + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
-                    hd += _distance_dot(hr, b, PREC)
-                    if RADIAL:
-                        hs_r += tl.sum(hr.to(ACC) * a.to(ACC), 1)
-                else:
-                    hq = tl.load(H + rj[None, :] * s_h + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-                    hd += _distance_dot(a, hq, PREC)
-                    if RADIAL:
-                        hs_q += tl.sum(hq.to(ACC) * b.to(ACC), 0)
-                if RADIAL:
-                    af = a.to(ACC)
-                    bf = b.to(ACC)
-                    rn += tl.sum(af * af, 1)
-                    qn += tl.sum(bf * bf, 0)
-            if RADIAL:
-                z = _z_from_dots(xy, rn, qn, ri, rj, SELF)
-                if SIDE == 0:
-                    hij = 2.0 * (hs_r[:, None] - hd)
-                else:
-                    hij = 2.0 * (hs_q[None, :] - hd)
-                if SELF:  # self pairs: h . (x_i - x_i) = 0 exactly (NaN kept)
-                    hij = tl.where(ri[:, None] == rj[None, :], hij * 0.0, hij)
-            else:
-                z = xy
-                hij = hd
+            z, hz = _tile_z_hz(R, Q, H, ri, rj, mi, mj, D, s_r, s_q, s_h, SIDE, RADIAL, SELF, ACC, PREC,
+                               BLOCK_I, BLOCK_J, BLOCK_D)
             p = _tile_p(RC, QC, ri, rj, mi, mj, C, s_rc, s_qc, ACC, PREC, BLOCK_I, BLOCK_J, BLOCK_C)
             _f0, f1, f2 = _phi(z, P, NP, IP, FAMILY, False, True, NEED_D)
             if NEED_C:
-                e = tl.where(mj[None, :], f1 * hij, 0.0)
+                e = tl.where(mj[None, :], f1 * hz, 0.0)
                 vc = tl.load(QC + rj[:, None] * s_qc + roc[None, :], mask=mj[:, None] & moc[None, :], other=0.0)
                 acc_c += tl.dot(e, vc.to(ACC), input_precision=PREC)
             if NEED_D:
-                c = tl.where(mj[None, :], p * f2 * hij, 0.0)
-                d = tl.where(mj[None, :], p * f1, 0.0)
-                vq = tl.load(Q + rj[:, None] * s_q + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
-                acc_d += tl.dot(c, vq.to(ACC), input_precision=PREC)
-                if RADIAL:
-                    rs_c += tl.sum(c, 1)
-                if SIDE == 0:
-                    if RADIAL:
-                        rs_d += tl.sum(d, 1)
-                else:
-                    vh = tl.load(H + rj[:, None] * s_h + rod[None, :], mask=mj[:, None] & mod[None, :], other=0.0)
-                    acc_d2 += tl.dot(d, vh.to(ACC), input_precision=PREC)
+                acc_d, acc_d2, rs_c, rs_d = _hvp_flow_terms(Q, H, rj, mj, rod, mod, p, f1, f2, hz, acc_d, acc_d2,
+                                                            rs_c, rs_d, s_q, s_h, RADIAL, SIDE, ACC, PREC)
         if NEED_C:
             tl.store(OUTC + ri[:, None] * s_oc + roc[None, :], acc_c, mask=mi[:, None] & moc[None, :])
         if NEED_D:
-            m2 = mi[:, None] & mod[None, :]
-            if RADIAL:
-                r = tl.load(R + ri[:, None] * s_r + rod[None, :], mask=m2, other=0.0).to(ACC)
-                out = 2.0 * (r * rs_c[:, None] - acc_d)
-                if SIDE == 0:
-                    hr = tl.load(H + ri[:, None] * s_h + rod[None, :], mask=m2, other=0.0).to(ACC)
-                    out += 2.0 * hr * rs_d[:, None]
-                else:
-                    out -= 2.0 * acc_d2
-            else:
-                out = acc_d
-                if SIDE == 1:
-                    out += acc_d2
-            if ACCUM_D:
-                out += tl.load(OUTD + ri[:, None] * s_od + rod[None, :], mask=m2, other=0.0)
-            tl.store(OUTD + ri[:, None] * s_od + rod[None, :], out, mask=m2)
+            _hvp_store_d(R, H, OUTD, ri, mi, rod, mod, acc_d, acc_d2, rs_c, rs_d, s_r, s_h, s_od, RADIAL, SIDE,
+                         ACCUM_D, ACC)
 
 
 # ----------------------------------------------------------------------------
@@ -617,8 +648,11 @@ def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
     return xs, None if y is None else (parts[1] - c).to(y.dtype)
 
 
-def _empty(rows, cols, like, dtype):
-    return torch.zeros((rows, cols), dtype=dtype, device=like.device)
+def _grad_out(rows, cols, needed, like, dtype):
+    """A gradient output [rows, cols] on like's device: uninitialised where a kernel writes it (needed), zeros
+    where it is not asked for."""
+    make = torch.empty if needed else torch.zeros
+    return make((rows, cols), dtype=dtype, device=like.device)
 
 
 # ----------------------------------------------------------------------------
@@ -670,12 +704,12 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
     C = wr.shape[1]
     mask = [bool(m) for m in mask]
     acc = cfg.acc_torch
-    gx = torch.empty((N, D), dtype=acc, device=x.device) if mask[0] else _empty(N, D, x, acc)
+    gx = _grad_out(N, D, mask[0], x, acc)
     if self_mode:
-        gy = _empty(0, D, x, acc)
+        gy = _grad_out(0, D, False, x, acc)
     else:
-        gy = torch.empty((M, D), dtype=acc, device=x.device) if mask[1] else _empty(M, D, x, acc)
-    gw = torch.empty((M, C), dtype=acc, device=x.device) if mask[2] else _empty(M, C, x, acc)
+        gy = _grad_out(M, D, mask[1], x, acc)
+    gw = _grad_out(M, C, mask[2], x, acc)
     if mask[0]:
         if self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
             _launch_pair(cfg, fam, P, np_, ip, xr, xr, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx,
@@ -734,12 +768,11 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
     C = ar.shape[1]
     mask = [bool(m) for m in mask]
     acc = cfg.acc_torch
-    dev = x.device
-    gx = torch.empty((N, D), dtype=acc, device=dev) if mask[0] else _empty(N, D, x, acc)
-    ga = torch.empty((N, C), dtype=acc, device=dev) if mask[2] else _empty(N, C, x, acc)
-    gb = torch.empty((M, C), dtype=acc, device=dev) if mask[3] else _empty(M, C, x, acc)
+    gx = _grad_out(N, D, mask[0], x, acc)
+    ga = _grad_out(N, C, mask[2], x, acc)
+    gb = _grad_out(M, C, mask[3], x, acc)
     if self_mode:
-        gy = _empty(0, D, x, acc)
+        gy = _grad_out(0, D, False, x, acc)
         # role 1 (rows of x own the flow outputs): gx part 1 and ga
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
                     side=0, self_mode=True, accum_d=False)
@@ -747,7 +780,7 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
         _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, br, ar, gx if mask[0] else None, gb if mask[3] else None,
                     side=1, self_mode=True, accum_d=True)
     else:
-        gy = torch.empty((M, D), dtype=acc, device=dev) if mask[1] else _empty(M, D, x, acc)
+        gy = _grad_out(M, D, mask[1], x, acc)
         _launch_hvp(cfg, fam, P, np_, ip, xr, yr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
                     side=0, self_mode=False, accum_d=False)
         _launch_hvp(cfg, fam, P, np_, ip, yr, xr, hr, br, ar, gy if mask[1] else None, gb if mask[3] else None,

@@ -50,7 +50,7 @@ from .triton_utils import (
 )
 
 if HAS_TRITON:
-    from .triton_pairwise import _span
+    from .triton_pairwise import _span, _tile_p
 
 __all__ = ["pulling_away", "pulling_away_backward"]
 
@@ -77,19 +77,6 @@ if HAS_TRITON:
         tl.store(PROJ + rn, tl.where(nrm >= eps, 1.0, 0.0).to(ACC), mask=mn)
 
     @triton.jit
-    def _raw_dots(S, ri, rj, mi, mj, D, s_s, ACC: tl.constexpr, PREC: tl.constexpr,
-                  BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, BLOCK_D: tl.constexpr):
-        """s_i . s_j for a tile (raw rows, accumulated in ACC)."""
-        p = tl.zeros([BLOCK_I, BLOCK_J], ACC)
-        for d0 in range(0, D, BLOCK_D):
-            rd = d0 + tl.arange(0, BLOCK_D)
-            md = rd < D
-            a = tl.load(S + ri[:, None] * s_s + rd[None, :], mask=mi[:, None] & md[None, :], other=0.0)
-            b = tl.load(S + rj[None, :] * s_s + rd[:, None], mask=md[:, None] & mj[None, :], other=0.0)
-            p += tl.dot(a.to(ACC), b.to(ACC), input_precision=PREC)
-        return p
-
-    @triton.jit
     def _gram_fwd_kernel(S, INV, PART, N, D, s_s,
                          ACC: tl.constexpr, PREC_RAW: tl.constexpr, BLOCK: tl.constexpr, BLOCK_D: tl.constexpr):
         pid = tl.program_id(0)
@@ -98,7 +85,7 @@ if HAS_TRITON:
         acc = tl.zeros([BLOCK], ACC)
         for j0 in range(pid * BLOCK, N, BLOCK):
             rj, mj = _span(j0, BLOCK, N)
-            p = _raw_dots(S, ri, rj, mi, mj, D, s_s, ACC, PREC_RAW, BLOCK, BLOCK, BLOCK_D)
+            p = _tile_p(S, S, ri, rj, mi, mj, D, s_s, s_s, ACC, PREC_RAW, BLOCK, BLOCK, BLOCK_D)  # raw s_i . s_j
             inv_j = tl.load(INV + rj, mask=mj, other=0.0)
             p = p * inv_i[:, None] * inv_j[None, :]
             keep = (ri[:, None] < rj[None, :]) & mj[None, :]
@@ -118,7 +105,7 @@ if HAS_TRITON:
         acc = tl.zeros([BLOCK_I, BLOCK_O], ACC)
         for j0 in range(0, N, BLOCK_J):
             rj, mj = _span(j0, BLOCK_J, N)
-            p = _raw_dots(S, ri, rj, mi, mj, D, s_s, ACC, PREC_RAW, BLOCK_I, BLOCK_J, BLOCK_D)
+            p = _tile_p(S, S, ri, rj, mi, mj, D, s_s, s_s, ACC, PREC_RAW, BLOCK_I, BLOCK_J, BLOCK_D)  # raw s_i . s_j
             inv_j = tl.load(INV + rj, mask=mj, other=0.0)
             # (sh_i . sh_j) / max(|s_j|, eps): against the raw s_j it gives (sh_i . sh_j) sh_j
             w = p * inv_i[:, None] * (inv_j * inv_j)[None, :]
@@ -167,6 +154,19 @@ if HAS_TRITON:
         tl.store(H + ri[:, None] * s_h + ro[None, :], acc * inv_i[:, None], mask=mi[:, None] & mo[None, :])
 
     @triton.jit
+    def _unit_rows_and_h(S, H, rn, mn, d0, D, inv, q, s_s, s_h, DIAG: tl.constexpr, ACC: tl.constexpr,
+                         BLOCK_D: tl.constexpr):
+        """Columns d0 .. d0 + BLOCK_D - 1 of the rows rn: (column indices, mask, sh = s inv, h), with
+        h = H - q sh where DIAG (the covariance H holds the diagonal term), H otherwise."""
+        rd = d0 + tl.arange(0, BLOCK_D)
+        m2 = mn[:, None] & (rd < D)[None, :]
+        x = tl.load(S + rn[:, None] * s_s + rd[None, :], mask=m2, other=0.0).to(ACC) * inv[:, None]
+        h = tl.load(H + rn[:, None] * s_h + rd[None, :], mask=m2, other=0.0)
+        if DIAG:
+            h -= q[:, None] * x
+        return rd, m2, x, h
+
+    @triton.jit
     def _finish_kernel(S, INV, Q, PROJ, H, C, OUT, N, D, s_s, s_h, s_o,
                        DIAG: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
         rn = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
@@ -176,22 +176,12 @@ if HAS_TRITON:
         proj = tl.load(PROJ + rn, mask=mn, other=0.0)
         t = tl.zeros([BLOCK_N], ACC)
         for d0 in range(0, D, BLOCK_D):
-            rd = d0 + tl.arange(0, BLOCK_D)
-            m2 = mn[:, None] & (rd < D)[None, :]
-            x = tl.load(S + rn[:, None] * s_s + rd[None, :], mask=m2, other=0.0).to(ACC) * inv[:, None]
-            h = tl.load(H + rn[:, None] * s_h + rd[None, :], mask=m2, other=0.0)
-            if DIAG:
-                h -= q[:, None] * x
+            _rd, _m2, x, h = _unit_rows_and_h(S, H, rn, mn, d0, D, inv, q, s_s, s_h, DIAG, ACC, BLOCK_D)
             t += tl.sum(h * x, 1)
         t = tl.where(proj > 0.0, t, 0.0)
         f = tl.load(C) * inv
         for d0 in range(0, D, BLOCK_D):
-            rd = d0 + tl.arange(0, BLOCK_D)
-            m2 = mn[:, None] & (rd < D)[None, :]
-            x = tl.load(S + rn[:, None] * s_s + rd[None, :], mask=m2, other=0.0).to(ACC) * inv[:, None]
-            h = tl.load(H + rn[:, None] * s_h + rd[None, :], mask=m2, other=0.0)
-            if DIAG:
-                h -= q[:, None] * x
+            rd, m2, x, h = _unit_rows_and_h(S, H, rn, mn, d0, D, inv, q, s_s, s_h, DIAG, ACC, BLOCK_D)
             out = f[:, None] * (h - t[:, None] * x)
             tl.store(OUT + rn[:, None] * s_o + rd[None, :], out.to(OUT.dtype.element_ty), mask=m2)
 

@@ -65,7 +65,8 @@ def test_matrix_covers_every_kernel():
 
     from triton.runtime.jit import JITFunction
 
-    helpers = {"_phi", "_tile_z", "_tile_p", "_normal", "_update", "_score_tile", "_raw_dots", "_span", "_distance_dot", "_program_block", "_z_from_dots",
+    helpers = {"_phi", "_tile_dots", "_tile_z", "_tile_z_hz", "_tile_p", "_hvp_flow_terms", "_hvp_store_d", "_normal",
+               "_update", "_score_tile", "_unit_rows_and_h", "_span", "_distance_dot", "_program_block", "_z_from_dots",
                "_pow_steep"}
     want = set()
     for mod in ("triton_pairwise", "triton_score", "triton_langevin", "triton_pulling_away"):

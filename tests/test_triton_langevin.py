@@ -5,21 +5,17 @@ Run on CPU with the interpreter:
     TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_langevin.py
 """
 import math
-import os
 
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from triton_oracles import (
+    FLOW_CASES, _check, _err, _rand, _scale, o_flow, o_score, DEVICE, F64, F32, F16, BF16, require_triton,
+)
 
-_INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-if not _INTERP and not torch.cuda.is_available():
-    pytest.skip("Triton Langevin tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+require_triton()
 
 from gankernels import triton_langevin as tlg  # noqa: E402
-from triton_oracles import (  # noqa: E402
-    FLOW_CASES, _check, _err, _rand, _scale, o_flow, o_score, DEVICE, F64, F32, F16, BF16,
-)
 
 pytestmark = pytest.mark.triton
 

@@ -7,23 +7,17 @@ The oracle materialises the Gram matrix from exact differences with each family'
 reference profile (``Kernel.profile`` in gankernels/kernels.py) and takes every
 gradient with torch.autograd; it shares no code with the engine.
 """
-import os
-
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from triton_oracles import DEVICE, INTERPRETING, require_triton
 
-_INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-if not _INTERP and not torch.cuda.is_available():
-    pytest.skip("Triton engine tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+require_triton()
 
 from gankernels import triton_pairwise as te  # noqa: E402
 from gankernels.kernels import from_code  # noqa: E402
 
 pytestmark = pytest.mark.triton
-
-DEVICE = "cpu" if _INTERP else "cuda"
 
 # (id, family code, params) -- params encoded as in gankernels/kernels.py
 CASES = [
@@ -231,7 +225,7 @@ def test_float16_gaussian():
     try:
         out = te.ksum(dat["x"], dat["y"], dat["w"], family, params)
     except Exception as e:  # pragma: no cover - interpreter dtype support varies
-        if _INTERP:
+        if INTERPRETING:
             pytest.skip(f"float16 not supported by this interpreter: {e}")
         raise
     assert out.dtype == torch.float16
@@ -316,7 +310,7 @@ def test_large_mixture_and_params():
 
 
 @pytest.mark.triton
-@pytest.mark.skipif(_INTERP, reason="the interpreter's tl.dot mishandles bfloat16")
+@pytest.mark.skipif(INTERPRETING, reason="the interpreter's tl.dot mishandles bfloat16")
 def test_bfloat16_gaussian():
     family, params = 0, [1.0, 2.0]
     dat = _data(17, 3, 33, 3, torch.bfloat16, seed=4)

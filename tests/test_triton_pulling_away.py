@@ -8,16 +8,12 @@ interpreter or on CUDA tensors.  Oracle and tolerances are those of test_pulling
 (reference.pulling_away in float64 on the dtype-rounded input; the accuracy rule of
 conftest.assert_accurate with the value / gradient scales defined there).
 """
-import os
-
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from triton_oracles import DEVICE, require_triton
 
-_INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-if not _INTERP and not torch.cuda.is_available():
-    pytest.skip("Triton tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+require_triton()
 
 from gankernels import reference as ref  # noqa: E402
 from gankernels import triton_pulling_away as tp  # noqa: E402
@@ -25,7 +21,6 @@ from conftest import assert_accurate, dtype_id, make_input  # noqa: E402
 from test_pulling_away import _scales  # noqa: E402
 
 pytestmark = pytest.mark.triton
-DEVICE = "cpu" if _INTERP else "cuda"
 GRAM, COVARIANCE = 0, 1
 ALGS = pytest.mark.parametrize("algorithm", [GRAM, COVARIANCE], ids=["gram", "covariance"])
 

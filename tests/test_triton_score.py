@@ -4,22 +4,18 @@
 Run on CPU with the interpreter:
     TRITON_INTERPRET=1 python -m pytest -q -m triton tests/test_triton_score.py
 """
-import os
-
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from triton_oracles import (
+    REL, SIZES, _check, _err, _inputs, _o64, _rand, _scale, _weights, o_score, o_score_grads, DEVICE, F64, F32, F16, BF16,
+    INTERPRETING, require_triton,
+)
 
-_INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-if not _INTERP and not torch.cuda.is_available():
-    pytest.skip("Triton score tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
+require_triton()
 
 from gankernels import triton_langevin as tlg  # noqa: E402
 from gankernels import triton_score as ts  # noqa: E402
-from triton_oracles import (  # noqa: E402
-    REL, SIZES, _check, _err, _inputs, _o64, _rand, _scale, _weights, o_score, o_score_grads, DEVICE, F64, F32, F16, BF16,
-)
 
 pytestmark = pytest.mark.triton
 
@@ -45,7 +41,7 @@ def test_score_low_precision(n, m, d, dtype):
     try:
         score, lse = ts.smoothed_score(x, y, w, sigma)
     except Exception as e:  # pragma: no cover - interpreter dtype support varies
-        if _INTERP and dtype in (F16, BF16):
+        if INTERPRETING and dtype in (F16, BF16):
             pytest.skip(f"{dtype} not supported by this interpreter: {e}")
         raise
     ref, ref_lse = o_score(_o64(x), _o64(y), sigma, _o64(w))  # oracle on the rounded inputs

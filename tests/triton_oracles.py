@@ -1,15 +1,24 @@
-"""Float64 torch oracles and tolerances shared by tests/test_triton_score.py and test_triton_langevin.py.
+"""Float64 torch oracles and tolerances shared by tests/test_triton_score.py and test_triton_langevin.py,
+and the setup of every Triton test module (``require_triton``, ``INTERPRETING``, ``DEVICE``).
 
 The oracles materialise the N x M matrices from exact differences and take every gradient with
 torch.autograd; they share no code with the kernels.
 """
 import os
 
+import pytest
 import torch
 
 
-_INTERP = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-DEVICE = "cpu" if _INTERP else "cuda"
+INTERPRETING = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")  # kernels run on CPU tensors
+DEVICE = "cpu" if INTERPRETING else "cuda"
+
+
+def require_triton() -> None:
+    """Skips the calling test module unless triton imports and there is CUDA or TRITON_INTERPRET=1."""
+    pytest.importorskip("triton")
+    if not INTERPRETING and not torch.cuda.is_available():
+        pytest.skip("Triton tests need CUDA or TRITON_INTERPRET=1", allow_module_level=True)
 F64, F32, F16, BF16 = torch.float64, torch.float32, torch.float16, torch.bfloat16
 
 
