@@ -48,11 +48,12 @@ the symmetric sub-gradient.  Away from coincident points they are smooth.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+
+from ._checks import check_integer, check_mixture, check_real
 
 __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian",
@@ -66,64 +67,7 @@ ENERGY, POLYHARMONIC, POLYNOMIAL, LINEAR = 4, 5, 6, 7
 RADIAL_FAMILIES = (GAUSSIAN, RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, LAPLACIAN, ENERGY, POLYHARMONIC)
 
 
-def _scalar(name: str, value, what: str = "a real number"):
-    """A real scalar as a Python int or float: Python / NumPy numbers, 0-dim or 1-element real tensors."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_":
-        return value
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if (torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1
-            and value.dtype != torch.bool and not value.is_complex() and value.device.type != "meta"):
-        return value.item()
-    raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
-
-
-def _number(name: str, value, *, positive: bool = False, negative: bool = False) -> float:
-    value = float(_scalar(name, value))
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    if negative and value >= 0:
-        raise ValueError(f"{name} must be negative, got {value}")
-    return value
-
-
 MAX_INT_PARAM = 2 ** 24  # integer parameters travel as floats: exact up to 2^24 in fp32
-
-
-def _integer(name: str, value, what: str, limit: int = MAX_INT_PARAM) -> int:
-    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |v| <= limit."""
-    value = _scalar(name, value, what)
-    if not isinstance(value, numbers.Integral) and not float(value).is_integer():
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    value = int(value)
-    if abs(value) > limit:
-        raise ValueError(f"{name} must be at most {'2**53' if limit == 2 ** 53 else '2**24'} in magnitude, "
-                         f"got {value}")
-    return value
-
-
-def _is_scalar(value) -> bool:
-    try:
-        _scalar("value", value)
-        return True
-    except TypeError:
-        return False
-
-
-def _mixture(name: str, values: Floats) -> Tuple[float, ...]:
-    if _is_scalar(values):
-        values = (values,)
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive number or a sequence of them") from None
-    if not values:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(_number(f"{name}[{i}]", v, positive=True) for i, v in enumerate(values))
 
 
 class Kernel:
@@ -161,12 +105,12 @@ class Gaussian(Kernel):
     family = GAUSSIAN
 
     def __post_init__(self):
-        object.__setattr__(self, "sigmas", _mixture("sigmas", self.sigmas))
+        object.__setattr__(self, "sigmas", check_mixture(self.sigmas, "sigmas"))
 
     @classmethod
     def from_gamma(cls, gammas: Floats) -> "Gaussian":
         """The mixture sum_gamma exp(-gamma ||a - b||^2), as code written with gamma has it: sigma = 1/sqrt(2 gamma)."""
-        return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in _mixture("gammas", gammas)))
+        return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in check_mixture(gammas, "gammas")))
 
     def encode(self, dim):
         return self.family, self.sigmas
@@ -187,8 +131,8 @@ class RationalQuadratic(Kernel):
     family = RATIONAL_QUADRATIC
 
     def __post_init__(self):
-        object.__setattr__(self, "alphas", _mixture("alphas", self.alphas))
-        object.__setattr__(self, "lengthscale", _number("lengthscale", self.lengthscale, positive=True))
+        object.__setattr__(self, "alphas", check_mixture(self.alphas, "alphas"))
+        object.__setattr__(self, "lengthscale", check_real(self.lengthscale, "lengthscale", "positive", tensor=True))
 
     def encode(self, dim):
         return self.family, (self.lengthscale,) + self.alphas
@@ -210,8 +154,8 @@ class InverseMultiquadric(Kernel):
     family = INVERSE_MULTIQUADRIC
 
     def __post_init__(self):
-        object.__setattr__(self, "scales", _mixture("scales", self.scales))
-        object.__setattr__(self, "beta", _number("beta", self.beta, negative=True))
+        object.__setattr__(self, "scales", check_mixture(self.scales, "scales"))
+        object.__setattr__(self, "beta", check_real(self.beta, "beta", "negative", tensor=True))
 
     def encode(self, dim):
         return self.family, (self.beta,) + self.scales
@@ -231,7 +175,7 @@ class Laplacian(Kernel):
     family = LAPLACIAN
 
     def __post_init__(self):
-        object.__setattr__(self, "sigmas", _mixture("sigmas", self.sigmas))
+        object.__setattr__(self, "sigmas", check_mixture(self.sigmas, "sigmas"))
 
     def encode(self, dim):
         return self.family, self.sigmas
@@ -273,10 +217,8 @@ class Polyharmonic(Kernel):
     family = POLYHARMONIC
 
     def __post_init__(self):
-        object.__setattr__(self, "k", _integer("k", self.k, "an integer"))
-        eps = _number("eps", self.eps)
-        if eps < 0:
-            raise ValueError(f"eps must be non-negative, got {eps}")
+        object.__setattr__(self, "k", check_integer(self.k, "k", "an integer", MAX_INT_PARAM))
+        eps = check_real(self.eps, "eps", "non-negative", tensor=True)
         if self.k <= 0 and eps == 0:
             raise ValueError(f"k = {self.k} <= 0 needs eps > 0")
         object.__setattr__(self, "eps", eps)
@@ -317,16 +259,16 @@ class Polynomial(Kernel):
     radial = False
 
     def __post_init__(self):
-        object.__setattr__(self, "degree", _integer("degree", self.degree, "a positive integer",
-                                                    MAX_POLYNOMIAL_DEGREE))
+        object.__setattr__(self, "degree", check_integer(self.degree, "degree", "a positive integer",
+                                                          MAX_POLYNOMIAL_DEGREE))
         if self.degree < 1:
             raise ValueError(f"degree must be a positive integer, got {self.degree}")
         if self.degree > MAX_POLYNOMIAL_DEGREE:
             raise ValueError(f"degree must be at most 2**53 (it travels exactly as a float parameter), "
                              f"got {self.degree}")
         if self.gamma is not None:
-            object.__setattr__(self, "gamma", _number("gamma", self.gamma, positive=True))
-        object.__setattr__(self, "coef0", _number("coef0", self.coef0))
+            object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", "positive", tensor=True))
+        object.__setattr__(self, "coef0", check_real(self.coef0, "coef0", tensor=True))
 
     def encode(self, dim):
         gamma = 1.0 / dim if self.gamma is None else self.gamma
