@@ -97,48 +97,51 @@ def _safe_pow(q: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(zero, torch.zeros_like(q), torch.where(zero, torch.ones_like(q), q) ** p)
 
 
+class _Mixture(Kernel):
+    """A radial kernel summed over the values of one argument (``MIXTURE`` names it), with at most one
+    more scalar parameter (``SCALAR``: its name and its sign for ``check_real``), encoded first."""
+
+    MIXTURE = "sigmas"
+    SCALAR = None
+
+    def __post_init__(self):
+        object.__setattr__(self, self.MIXTURE, check_mixture(getattr(self, self.MIXTURE), self.MIXTURE))
+        if self.SCALAR is not None:
+            name, sign = self.SCALAR
+            object.__setattr__(self, name, check_real(getattr(self, name), name, sign, tensor=True))
+
+    def encode(self, dim):
+        head = () if self.SCALAR is None else (getattr(self, self.SCALAR[0]),)
+        return self.family, head + getattr(self, self.MIXTURE)
+
+    def at_zero(self):
+        return float(len(getattr(self, self.MIXTURE)))
+
+
 @dataclass(frozen=True)
-class Gaussian(Kernel):
+class Gaussian(_Mixture):
     """k(a, b) = sum_sigma exp(-||a - b||^2 / (2 sigma^2))."""
 
     sigmas: Floats = 1.0
     family = GAUSSIAN
-
-    def __post_init__(self):
-        object.__setattr__(self, "sigmas", check_mixture(self.sigmas, "sigmas"))
 
     @classmethod
     def from_gamma(cls, gammas: Floats) -> "Gaussian":
         """The mixture sum_gamma exp(-gamma ||a - b||^2), as code written with gamma has it: sigma = 1/sqrt(2 gamma)."""
         return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in check_mixture(gammas, "gammas")))
 
-    def encode(self, dim):
-        return self.family, self.sigmas
-
-    def at_zero(self):
-        return float(len(self.sigmas))
-
     def profile(self, z, dim=None):
         return sum(torch.exp(-z / (2.0 * sig * sig)) for sig in self.sigmas)
 
 
 @dataclass(frozen=True)
-class RationalQuadratic(Kernel):
+class RationalQuadratic(_Mixture):
     """k(a, b) = sum_alpha (1 + ||a - b||^2 / (2 alpha l^2))^(-alpha)."""
 
     alphas: Floats = (0.2, 0.5, 1.0, 2.0, 5.0)
     lengthscale: float = 1.0
     family = RATIONAL_QUADRATIC
-
-    def __post_init__(self):
-        object.__setattr__(self, "alphas", check_mixture(self.alphas, "alphas"))
-        object.__setattr__(self, "lengthscale", check_real(self.lengthscale, "lengthscale", "positive", tensor=True))
-
-    def encode(self, dim):
-        return self.family, (self.lengthscale,) + self.alphas
-
-    def at_zero(self):
-        return float(len(self.alphas))
+    MIXTURE, SCALAR = "alphas", ("lengthscale", "positive")
 
     def profile(self, z, dim=None):
         l2 = self.lengthscale ** 2
@@ -146,19 +149,13 @@ class RationalQuadratic(Kernel):
 
 
 @dataclass(frozen=True)
-class InverseMultiquadric(Kernel):
+class InverseMultiquadric(_Mixture):
     """k(a, b) = sum_c (c^2 + ||a - b||^2)^beta, beta < 0 (Plummer kernel for beta = -(d-2)/2)."""
 
     scales: Floats = 1.0
     beta: float = -0.5
     family = INVERSE_MULTIQUADRIC
-
-    def __post_init__(self):
-        object.__setattr__(self, "scales", check_mixture(self.scales, "scales"))
-        object.__setattr__(self, "beta", check_real(self.beta, "beta", "negative", tensor=True))
-
-    def encode(self, dim):
-        return self.family, (self.beta,) + self.scales
+    MIXTURE, SCALAR = "scales", ("beta", "negative")
 
     def at_zero(self):
         return float(sum(c ** (2.0 * self.beta) for c in self.scales))
@@ -168,20 +165,11 @@ class InverseMultiquadric(Kernel):
 
 
 @dataclass(frozen=True)
-class Laplacian(Kernel):
+class Laplacian(_Mixture):
     """k(a, b) = sum_sigma exp(-||a - b|| / sigma); gradient 0 at a = b."""
 
     sigmas: Floats = 1.0
     family = LAPLACIAN
-
-    def __post_init__(self):
-        object.__setattr__(self, "sigmas", check_mixture(self.sigmas, "sigmas"))
-
-    def encode(self, dim):
-        return self.family, self.sigmas
-
-    def at_zero(self):
-        return float(len(self.sigmas))
 
     def profile(self, z, dim=None):
         r = _safe_pow(z, 0.5)
