@@ -1,11 +1,12 @@
-"""Argument checks of the raw ops, shared by the Triton launchers (and the fake kernels' device check).
+"""Argument checks: one set for the public functions and the raw ops' Triton launchers.
 
-The C++ kernels check their arguments in C++ (``csrc/checks.h``, ``csrc/families.h``,
-``csrc/tensor_utils.h``); the Triton launchers of ``triton_pairwise``, ``triton_score``, ``triton_langevin``
-and ``triton_pulling_away`` are called by the dispatcher with the same raw arguments and
-apply the same rules here, before anything is launched: the kernel family code and
-its parameter list, then shapes, dtypes and devices.  Errors are ``ValueError`` /
-``TypeError`` naming the argument, with the wording of the C++ checks.
+The public modules (``pairwise``, ``score``, ``langevin``, ``pulling_away``, ``variance``,
+``distributed``, ``kernels``) check what their callers pass with the functions here; the Triton
+launchers of ``triton_pairwise``, ``triton_score``, ``triton_langevin`` and ``triton_pulling_away``
+are called by the dispatcher with the raw arguments and apply the same rules as the C++ kernels
+(``csrc/checks.h``, ``csrc/families.h``, ``csrc/tensor_utils.h``) through the ``*_args`` functions,
+before anything is launched.  Errors name the argument: ``ValueError`` for a bad value, shape or
+device, ``TypeError`` for a wrong type or dtype.
 
 The kernel family's parameter rules are not repeated here: ``check_family`` asks the C++ library's
 ``family_constants`` op, which applies ``check_family_params`` (csrc/families.h).
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -28,24 +29,60 @@ def _require(ok: bool, msg: str, exc=ValueError) -> None:
         raise exc(msg)
 
 
-def check_positive(value, name: str, allow_zero: bool = False) -> float:
-    """A positive (or non-negative) finite real number -- Python or NumPy scalar -- as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} float, "
-                        f"got {type(value).__name__}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and ok):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
+# ----------------------------------------------------------------------------- numbers
+
+def real_scalar(value, name: str, what: str = "a real number"):
+    """A real scalar as a Python int or float: Python / NumPy numbers, 0-dim or 1-element real tensors."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_":
+        return value
+    if (isinstance(value, torch.Tensor) and value.numel() == 1 and value.dtype != torch.bool
+            and not value.is_complex() and value.device.type != "meta"):
+        return value.item()
+    raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+def check_real(value, name: str, sign: Optional[str] = None, tensor: bool = False) -> float:
+    """A finite real number as a float; ``sign``: None, "positive", "non-negative" or "negative".
+
+    Python and NumPy numbers (not bools); with ``tensor``, also a one-element real tensor.
+    """
+    if isinstance(value, torch.Tensor) and not tensor:
+        raise TypeError(f"{name} must be a real number, got a tensor")
+    value = float(real_scalar(value, name))
+    ok = {None: True, "positive": value > 0, "non-negative": value >= 0, "negative": value < 0}[sign]
+    _require(math.isfinite(value) and ok, f"{name} must be {sign + ' and ' if sign else ''}finite, got {value}")
     return value
 
 
-def _finite(v: float) -> bool:
-    return math.isfinite(v)
+def check_count(value, name: str) -> int:
+    """A non-negative Python int (no bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    _require(value >= 0, f"{name} must be non-negative, got {value}")
+    return int(value)
 
 
-def _positive(v: float) -> bool:
-    return math.isfinite(v) and v > 0
+def check_integer(value, name: str, what: str, limit: int) -> int:
+    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |value| <= limit."""
+    value = real_scalar(value, name, what)
+    if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    value = int(value)
+    _require(abs(value) <= limit, f"{name} must be at most 2**{limit.bit_length() - 1} in magnitude, got {value}")
+    return value
+
+
+def check_mixture(values, name: str) -> Tuple[float, ...]:
+    """A positive real scalar or a non-empty sequence (or tensor) of them, as a tuple of floats."""
+    try:
+        values = (real_scalar(values, name),)
+    except TypeError:
+        try:
+            values = tuple(values)
+        except TypeError:
+            raise TypeError(f"{name} must be a positive number or a sequence of them") from None
+    _require(len(values) > 0, f"{name} must not be empty")
+    return tuple(check_real(v, f"{name}[{i}]", "positive", tensor=True) for i, v in enumerate(values))
 
 
 def check_family(family, params: Sequence[float]) -> List[float]:
@@ -128,7 +165,68 @@ def check_same_device(*named) -> None:
         check_device(t, tensors[0][1], n, tensors[0][0])
 
 
+# ----------------------------------------------------------------------------- the public functions
+
+def check_kernel(kernel) -> None:
+    from .kernels import Kernel  # kernels.py checks its parameters with this module
+    _require(isinstance(kernel, Kernel),
+             f"kernel must be a gankernels kernel (e.g. Gaussian(...)), got {type(kernel).__name__}", TypeError)
+
+
+def check_weights(weights, m: int, ref: torch.Tensor, ref_name: str, columns: bool = False) -> None:
+    """None, or a floating tensor [m] (with ``columns`` also [m, C], C > 0) on ref's device."""
+    if weights is None:
+        return
+    _require(isinstance(weights, torch.Tensor),
+             f"weights must be a torch.Tensor or None, got {type(weights).__name__}", TypeError)
+    check_floating(weights, "weights")
+    ok = weights.dim() == 1 or (columns and weights.dim() == 2 and weights.shape[1] > 0)
+    _require(ok and weights.shape[0] == m,
+             f"weights must have shape [{m}]{f' or [{m}, C]' if columns else ''}, got {_shape(weights)}")
+    check_device(weights, ref, "weights", ref_name)
+
+
+def has_values(t: torch.Tensor) -> bool:
+    """False for tensors without data: meta, fake (torch.compile / FakeTensorMode), traced."""
+    if t.device.type == "meta" or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+    return not is_fake(t)
+
+
+def check_weight_values(w: torch.Tensor) -> None:
+    """Non-negative and not all zero, where w has values (the CPU kernel checks them again)."""
+    if has_values(w):
+        _require(not bool((w < 0).any()), "weights must be non-negative")
+        _require(not bool(w.sum() == 0), "weights must not all be zero")
+
+
+def check_choice(value, name: str, choices: Sequence[str]) -> str:
+    """One of the strings ``choices``."""
+    if not (isinstance(value, str) and value in choices):
+        options = ", ".join(f'"{c}"' for c in choices[:-1]) + f' or "{choices[-1]}"'
+        raise ValueError(f"{name} must be {options}, got {value!r}")
+    return value
+
+
+def resolve_variance(variance, n: int, m: int) -> str:
+    """Checks ``variance`` against the sample sizes N = n, M = m; -> "sutherland" or "complete"."""
+    check_choice(variance, "variance", ("auto", "sutherland", "complete"))
+    if variance == "auto":
+        variance = "sutherland" if n == m else "complete"
+    if variance == "sutherland":
+        _require(n == m, f'variance="sutherland" needs N = M (Sutherland et al. 2017), got N={n}, M={m}; '
+                         'use variance="complete"')
+        _require(n >= 2, f"the variance needs at least 2 samples in x and y, got N={n}, M={m}")
+    else:
+        _require(n >= 4 and m >= 4,
+                 f'variance="complete" needs at least 4 samples in x and in y, got N={n}, M={m}')
+    return variance
+
+
 # ----------------------------------------------------------------------------- the ops
+# The raw ops' arguments, as the Triton launchers get them; the public functions whose arguments are the
+# op's (smoothed_score, langevin_step, kde_langevin) call the same function.
 
 def ksum_args(x, y, w, family, params) -> List[float]:
     p = check_family(family, params)
@@ -175,18 +273,10 @@ def kflow_backward_args(grad, x, y, a, b, family, params, mask) -> List[float]:
     return p
 
 
-def positive(value, name: str, allow_zero: bool = False) -> float:
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    _require(math.isfinite(value) and ok,
-             f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value}")
-    return value
-
-
 def score_args(x, y, w, sigma) -> float:
     """smoothed_score(_backward)'s static checks (the data-dependent weight checks are the caller's)."""
     check_point_pair(x, y)
-    sigma = positive(sigma, "sigma")
+    sigma = check_real(sigma, "sigma", "positive")
     if w is not None:
         check_vector(w, y.shape[0], "weights", y, "y")
     return sigma
@@ -202,10 +292,10 @@ def score_backward_args(grad, x, y, w, sigma, score, lse, mask) -> float:
     return sigma
 
 
-def step_args(x, drift, step_size, temperature):
+def step_args(x, drift, step_size, temperature) -> Tuple[float, float]:
     """langevin_step(_): -> (eta, tau)."""
-    eta = positive(step_size, "step_size")
-    tau = positive(temperature, "temperature", allow_zero=True)
+    eta = check_real(step_size, "step_size", "positive")
+    tau = check_real(temperature, "temperature", "non-negative")
     check_floating(x, "x")
     check_tensor(drift, "drift")
     _require(drift.shape == x.shape, f"drift must have the shape of x {_shape(x)}, got {_shape(drift)}")
@@ -219,30 +309,29 @@ def kernel_langevin_args(x, centers, w, family, params, step_size, steps, temper
     p = check_family(family, params)
     check_point_pair(x, centers, "x", "centers")
     check_vector(w, centers.shape[0], "w", centers, "centers")
-    steps = int(steps)
-    _require(steps >= 0, f"steps must be non-negative, got {steps}")
-    return p, positive(step_size, "step_size"), steps, positive(temperature, "temperature", allow_zero=True)
+    return (p, check_real(step_size, "step_size", "positive"), check_count(steps, "steps"),
+            check_real(temperature, "temperature", "non-negative"))
 
 
 def kde_langevin_args(x, data, sigmas, steps_per_sigma, eps):
-    """-> (sigmas, steps_per_sigma, eps)."""
+    """-> (sigmas as a list, steps_per_sigma, eps)."""
     check_point_pair(x, data, "x", "data")
-    sig = [float(s) for s in sigmas]
-    _require(len(sig) > 0, "sigmas must not be empty")
-    for k, s in enumerate(sig):
-        _require(_positive(s), f"sigmas must be positive and finite, got sigmas[{k}] = {s}")
-    steps_per_sigma = int(steps_per_sigma)
-    _require(steps_per_sigma >= 0, f"steps_per_sigma must be non-negative, got {steps_per_sigma}")
-    return sig, steps_per_sigma, positive(eps, "eps")
+    return (list(check_mixture(sigmas, "sigmas")), check_count(steps_per_sigma, "steps_per_sigma"),
+            check_real(eps, "eps", "positive"))
 
 
-def pulling_away_args(s, eps, algorithm) -> None:
+def pulling_away_points(s) -> None:
+    """s [N, D]: floating, N >= 2, D >= 1."""
     check_tensor(s, "s")
     _require(s.dim() == 2, f"s must be 2-D [N, D], got {s.dim()}-D")
     check_floating(s, "s")
     _require(s.shape[0] >= 2, f"pulling_away needs at least 2 rows in s, got shape {_shape(s)}")
     _require(s.shape[1] > 0, f"s must be non-empty, got shape {_shape(s)}")
-    positive(eps, "eps")
+
+
+def pulling_away_args(s, eps, algorithm) -> None:
+    pulling_away_points(s)
+    check_real(eps, "eps", "positive")
     _require(algorithm in (0, 1), f"algorithm must be 0 (gram) or 1 (covariance), got {algorithm}")
 
 

@@ -66,8 +66,9 @@ import torch
 import torch.distributed as dist
 
 from . import pairwise
-from .kernels import Kernel, _number
-from .pairwise import _FLOAT_DTYPES, _acc_dtype, _check_kernel, _check_pair, _encode, _self_diagonal, _weights
+from ._checks import check_choice, check_kernel, check_point_pair, check_real, check_tensor, check_weights
+from .kernels import Kernel
+from .pairwise import _acc_dtype, _encode, _self_diagonal
 
 __all__ = [
     "kernel_sum", "kernel_flow", "smoothed_score", "witness", "mmd2", "all_gather_rows",
@@ -170,8 +171,8 @@ def _gather_rows(local: torch.Tensor, sizes: Sequence[int], group) -> torch.Tens
 
 # ----------------------------------------------------------------------------- agreement between ranks
 
-_DTYPES = _FLOAT_DTYPES + (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool,
-                          torch.complex64, torch.complex128)
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
+           torch.int32, torch.int64, torch.bool, torch.complex64, torch.complex128)
 _OPS = ("all_gather_rows", "kernel_sum", "kernel_flow", "smoothed_score", "witness", "mmd2")
 _DEVICES = ("cpu", "cuda")
 _SLOTS = 3          # named tensors per call
@@ -322,8 +323,7 @@ def all_gather_rows(t: torch.Tensor, group=None) -> torch.Tensor:
     (twice differentiable).  The hook for trainers that need a gathered batch.
     """
     def validate():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"t must be a torch.Tensor, got {type(t).__name__}")
+        check_tensor(t, "t")
         if t.dim() == 0 or t.shape[0] == 0:
             raise ValueError(f"t must have at least one dimension and one row, got shape {tuple(t.shape)}")
 
@@ -349,14 +349,12 @@ def _weighted_reduction(op: str, x, y, weights, group, setting: Tuple[str, objec
     ``setting`` is the (name, value) of the kernel or sigma, checked by ``check_setting()``.
     """
     def validate():
-        _check_pair(x, y)
+        check_point_pair(x, y)
         check_setting()
-        _, squeeze = _weights(weights, x, y.shape[0])
-        if not squeeze and not matrix_weights:
-            raise ValueError(f"weights must have shape [{y.shape[0]}] for {op}, got {tuple(weights.shape)}")
+        check_weights(weights, y.shape[0], y, "y", columns=matrix_weights)
 
     sizes = _agree(op, group, {"x": x, "y": y, "weights": weights}, dict([setting]), validate)
-    w = None if weights is None else _weights(weights, x, y.shape[0])[0]
+    w = None if weights is None else weights.to(x.dtype).reshape(y.shape[0], -1)
     Y, W = _centres(y, w, sizes["y"], group)
     if W is not None and weights.dim() == 1:
         W = W.squeeze(1)
@@ -366,14 +364,14 @@ def _weighted_reduction(op: str, x, y, weights, group, setting: Tuple[str, objec
 def kernel_sum(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, weights: Optional[torch.Tensor] = None,
                group=None) -> torch.Tensor:
     """Rank r's rows of ``gankernels.kernel_sum(X, Y, kernel, W)``: out_i = sum_j w_j k(x_i, y_j) over the global Y."""
-    return _weighted_reduction("kernel_sum", x, y, weights, group, ("kernel", kernel), lambda: _check_kernel(kernel),
+    return _weighted_reduction("kernel_sum", x, y, weights, group, ("kernel", kernel), lambda: check_kernel(kernel),
                                lambda a, Y, W: pairwise.kernel_sum(a, Y, kernel, W), matrix_weights=True)
 
 
 def kernel_flow(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, weights: Optional[torch.Tensor] = None,
                 group=None) -> torch.Tensor:
     """Rank r's rows of ``gankernels.kernel_flow(X, Y, kernel, W)``: sum_j w_j grad_a k(x_i, y_j) over the global Y."""
-    return _weighted_reduction("kernel_flow", x, y, weights, group, ("kernel", kernel), lambda: _check_kernel(kernel),
+    return _weighted_reduction("kernel_flow", x, y, weights, group, ("kernel", kernel), lambda: check_kernel(kernel),
                                lambda a, Y, W: pairwise.kernel_flow(a, Y, kernel, W), matrix_weights=False)
 
 
@@ -383,7 +381,7 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     import gankernels
 
     return _weighted_reduction("smoothed_score", x, y, weights, group, ("sigma", sigma),
-                               lambda: _number("sigma", sigma, positive=True),
+                               lambda: check_real(sigma, "sigma", "positive"),
                                lambda a, Y, W: gankernels.smoothed_score(a, Y, sigma, W), matrix_weights=False)
 
 
@@ -396,9 +394,9 @@ def _split_xy(xy: torch.Tensor, x_sizes, y_sizes):
 def witness(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kernel: Kernel, group=None) -> torch.Tensor:
     """Rank r's rows of ``gankernels.witness(Z, X, Y, kernel)``: mean_i k(z, x_i) - mean_j k(z, y_j) over the global X, Y."""
     def validate():
-        _check_pair(x, y)
-        _check_pair(z, x, "z", "x")
-        _check_kernel(kernel)
+        check_point_pair(x, y)
+        check_point_pair(z, x, "z", "x")
+        check_kernel(kernel)
 
     sizes = _agree("witness", group, {"z": z, "x": x, "y": y}, {"kernel": kernel}, validate)
     X, Y = _split_xy(_gather_rows(torch.cat([x, y]), [n + m for n, m in zip(sizes["x"], sizes["y"])], group),
@@ -448,10 +446,9 @@ def _mmd2_weights(n: int, m: int, big_n: int, big_m: int, estimator: str, like: 
 def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "biased", group=None) -> torch.Tensor:
     """``gankernels.mmd2(X, Y, kernel, estimator)`` over the global batches, the same value on every rank."""
     def validate():
-        _check_pair(x, y)
-        _check_kernel(kernel)
-        if estimator not in ("biased", "unbiased"):
-            raise ValueError(f'estimator must be "biased" or "unbiased", got {estimator!r}')
+        check_point_pair(x, y)
+        check_kernel(kernel)
+        check_choice(estimator, "estimator", ("biased", "unbiased"))
 
     sizes = _agree("mmd2", group, {"x": x, "y": y}, {"kernel": kernel, "estimator": estimator}, validate)
     world, rank = dist.get_world_size(group), dist.get_rank(group)

@@ -48,11 +48,12 @@ the symmetric sub-gradient.  Away from coincident points they are smooth.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+
+from ._checks import check_integer, check_mixture, check_real
 
 __all__ = [
     "Kernel", "Gaussian", "RationalQuadratic", "InverseMultiquadric", "Laplacian",
@@ -66,64 +67,7 @@ ENERGY, POLYHARMONIC, POLYNOMIAL, LINEAR = 4, 5, 6, 7
 RADIAL_FAMILIES = (GAUSSIAN, RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, LAPLACIAN, ENERGY, POLYHARMONIC)
 
 
-def _scalar(name: str, value, what: str = "a real number"):
-    """A real scalar as a Python int or float: Python / NumPy numbers, 0-dim or 1-element real tensors."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_":
-        return value
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        torch = None
-    if (torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1
-            and value.dtype != torch.bool and not value.is_complex() and value.device.type != "meta"):
-        return value.item()
-    raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
-
-
-def _number(name: str, value, *, positive: bool = False, negative: bool = False) -> float:
-    value = float(_scalar(name, value))
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    if negative and value >= 0:
-        raise ValueError(f"{name} must be negative, got {value}")
-    return value
-
-
 MAX_INT_PARAM = 2 ** 24  # integer parameters travel as floats: exact up to 2^24 in fp32
-
-
-def _integer(name: str, value, what: str, limit: int = MAX_INT_PARAM) -> int:
-    """An integral real scalar (3, 3.0, np.int64(3), torch.tensor(3)) as an int with |v| <= limit."""
-    value = _scalar(name, value, what)
-    if not isinstance(value, numbers.Integral) and not float(value).is_integer():
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    value = int(value)
-    if abs(value) > limit:
-        raise ValueError(f"{name} must be at most {'2**53' if limit == 2 ** 53 else '2**24'} in magnitude, "
-                         f"got {value}")
-    return value
-
-
-def _is_scalar(value) -> bool:
-    try:
-        _scalar("value", value)
-        return True
-    except TypeError:
-        return False
-
-
-def _mixture(name: str, values: Floats) -> Tuple[float, ...]:
-    if _is_scalar(values):
-        values = (values,)
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise TypeError(f"{name} must be a positive number or a sequence of them") from None
-    if not values:
-        raise ValueError(f"{name} must not be empty")
-    return tuple(_number(f"{name}[{i}]", v, positive=True) for i, v in enumerate(values))
 
 
 class Kernel:
@@ -153,48 +97,51 @@ def _safe_pow(q: torch.Tensor, p: float) -> torch.Tensor:
     return torch.where(zero, torch.zeros_like(q), torch.where(zero, torch.ones_like(q), q) ** p)
 
 
+class _Mixture(Kernel):
+    """A radial kernel summed over the values of one argument (``MIXTURE`` names it), with at most one
+    more scalar parameter (``SCALAR``: its name and its sign for ``check_real``), encoded first."""
+
+    MIXTURE = "sigmas"
+    SCALAR = None
+
+    def __post_init__(self):
+        object.__setattr__(self, self.MIXTURE, check_mixture(getattr(self, self.MIXTURE), self.MIXTURE))
+        if self.SCALAR is not None:
+            name, sign = self.SCALAR
+            object.__setattr__(self, name, check_real(getattr(self, name), name, sign, tensor=True))
+
+    def encode(self, dim):
+        head = () if self.SCALAR is None else (getattr(self, self.SCALAR[0]),)
+        return self.family, head + getattr(self, self.MIXTURE)
+
+    def at_zero(self):
+        return float(len(getattr(self, self.MIXTURE)))
+
+
 @dataclass(frozen=True)
-class Gaussian(Kernel):
+class Gaussian(_Mixture):
     """k(a, b) = sum_sigma exp(-||a - b||^2 / (2 sigma^2))."""
 
     sigmas: Floats = 1.0
     family = GAUSSIAN
 
-    def __post_init__(self):
-        object.__setattr__(self, "sigmas", _mixture("sigmas", self.sigmas))
-
     @classmethod
     def from_gamma(cls, gammas: Floats) -> "Gaussian":
         """The mixture sum_gamma exp(-gamma ||a - b||^2), as code written with gamma has it: sigma = 1/sqrt(2 gamma)."""
-        return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in _mixture("gammas", gammas)))
-
-    def encode(self, dim):
-        return self.family, self.sigmas
-
-    def at_zero(self):
-        return float(len(self.sigmas))
+        return cls(tuple(1.0 / math.sqrt(2.0 * g) for g in check_mixture(gammas, "gammas")))
 
     def profile(self, z, dim=None):
         return sum(torch.exp(-z / (2.0 * sig * sig)) for sig in self.sigmas)
 
 
 @dataclass(frozen=True)
-class RationalQuadratic(Kernel):
+class RationalQuadratic(_Mixture):
     """k(a, b) = sum_alpha (1 + ||a - b||^2 / (2 alpha l^2))^(-alpha)."""
 
     alphas: Floats = (0.2, 0.5, 1.0, 2.0, 5.0)
     lengthscale: float = 1.0
     family = RATIONAL_QUADRATIC
-
-    def __post_init__(self):
-        object.__setattr__(self, "alphas", _mixture("alphas", self.alphas))
-        object.__setattr__(self, "lengthscale", _number("lengthscale", self.lengthscale, positive=True))
-
-    def encode(self, dim):
-        return self.family, (self.lengthscale,) + self.alphas
-
-    def at_zero(self):
-        return float(len(self.alphas))
+    MIXTURE, SCALAR = "alphas", ("lengthscale", "positive")
 
     def profile(self, z, dim=None):
         l2 = self.lengthscale ** 2
@@ -202,19 +149,13 @@ class RationalQuadratic(Kernel):
 
 
 @dataclass(frozen=True)
-class InverseMultiquadric(Kernel):
+class InverseMultiquadric(_Mixture):
     """k(a, b) = sum_c (c^2 + ||a - b||^2)^beta, beta < 0 (Plummer kernel for beta = -(d-2)/2)."""
 
     scales: Floats = 1.0
     beta: float = -0.5
     family = INVERSE_MULTIQUADRIC
-
-    def __post_init__(self):
-        object.__setattr__(self, "scales", _mixture("scales", self.scales))
-        object.__setattr__(self, "beta", _number("beta", self.beta, negative=True))
-
-    def encode(self, dim):
-        return self.family, (self.beta,) + self.scales
+    MIXTURE, SCALAR = "scales", ("beta", "negative")
 
     def at_zero(self):
         return float(sum(c ** (2.0 * self.beta) for c in self.scales))
@@ -224,20 +165,11 @@ class InverseMultiquadric(Kernel):
 
 
 @dataclass(frozen=True)
-class Laplacian(Kernel):
+class Laplacian(_Mixture):
     """k(a, b) = sum_sigma exp(-||a - b|| / sigma); gradient 0 at a = b."""
 
     sigmas: Floats = 1.0
     family = LAPLACIAN
-
-    def __post_init__(self):
-        object.__setattr__(self, "sigmas", _mixture("sigmas", self.sigmas))
-
-    def encode(self, dim):
-        return self.family, self.sigmas
-
-    def at_zero(self):
-        return float(len(self.sigmas))
 
     def profile(self, z, dim=None):
         r = _safe_pow(z, 0.5)
@@ -273,10 +205,8 @@ class Polyharmonic(Kernel):
     family = POLYHARMONIC
 
     def __post_init__(self):
-        object.__setattr__(self, "k", _integer("k", self.k, "an integer"))
-        eps = _number("eps", self.eps)
-        if eps < 0:
-            raise ValueError(f"eps must be non-negative, got {eps}")
+        object.__setattr__(self, "k", check_integer(self.k, "k", "an integer", MAX_INT_PARAM))
+        eps = check_real(self.eps, "eps", "non-negative", tensor=True)
         if self.k <= 0 and eps == 0:
             raise ValueError(f"k = {self.k} <= 0 needs eps > 0")
         object.__setattr__(self, "eps", eps)
@@ -317,16 +247,16 @@ class Polynomial(Kernel):
     radial = False
 
     def __post_init__(self):
-        object.__setattr__(self, "degree", _integer("degree", self.degree, "a positive integer",
-                                                    MAX_POLYNOMIAL_DEGREE))
+        object.__setattr__(self, "degree", check_integer(self.degree, "degree", "a positive integer",
+                                                          MAX_POLYNOMIAL_DEGREE))
         if self.degree < 1:
             raise ValueError(f"degree must be a positive integer, got {self.degree}")
         if self.degree > MAX_POLYNOMIAL_DEGREE:
             raise ValueError(f"degree must be at most 2**53 (it travels exactly as a float parameter), "
                              f"got {self.degree}")
         if self.gamma is not None:
-            object.__setattr__(self, "gamma", _number("gamma", self.gamma, positive=True))
-        object.__setattr__(self, "coef0", _number("coef0", self.coef0))
+            object.__setattr__(self, "gamma", check_real(self.gamma, "gamma", "positive", tensor=True))
+        object.__setattr__(self, "coef0", check_real(self.coef0, "coef0", tensor=True))
 
     def encode(self, dim):
         gamma = 1.0 / dim if self.gamma is None else self.gamma

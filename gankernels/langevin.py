@@ -33,9 +33,10 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import _ops  # noqa: F401  (the extension and every registration)
+from ._checks import (check_count, check_kernel, check_point_pair, check_points, check_real, check_weights,
+                      kde_langevin_args, step_args)
 from .kernels import Kernel
-from .pairwise import _check_kernel, _check_pair, _check_points, _encode
-from ._checks import check_positive as _positive
+from .pairwise import _encode
 
 __all__ = [
     "langevin_step", "langevin_step_", "kernel_langevin", "kde_langevin", "langevin_sample",
@@ -53,33 +54,10 @@ def draw_seed(generator: Optional[torch.Generator] = None) -> int:
     return int(torch.randint(0, 2**62, (1,), device=device, generator=generator).item())
 
 
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be non-negative, got {value}")
-    return value
-
-
-def _step_args(x, drift, step_size, temperature):
-    """Checks the arguments of a Langevin step; -> (eta, tau)."""
-    if not isinstance(x, torch.Tensor) or not isinstance(drift, torch.Tensor):
-        raise TypeError("x and drift must be torch.Tensors")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating tensor, got {x.dtype}")
-    if drift.shape != x.shape:
-        raise ValueError(f"drift must have the shape of x {tuple(x.shape)}, got {tuple(drift.shape)}")
-    if drift.dtype != x.dtype:
-        raise TypeError(f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}")
-    if drift.device != x.device:
-        raise ValueError(f"drift must be on the device of x ({x.device}), got {drift.device}")
-    return _positive(step_size, "step_size"), _positive(temperature, "temperature", allow_zero=True)
-
-
 def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float = 1.0,
                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """x + step_size * drift + sqrt(2 step_size temperature) * xi, one fused pass; returns a new tensor."""
-    eta, tau = _step_args(x, drift, step_size, temperature)
+    eta, tau = step_args(x, drift, step_size, temperature)
     with torch.no_grad():
         return ops.langevin_step(x.detach(), drift.detach(), eta, tau, draw_seed(generator))
 
@@ -95,7 +73,7 @@ def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, tempe
     refuses ``leaf.add_(...)``.  A non-leaf x keeps its history: the step adds a
     constant (drift is detached), so gradients flow through it unchanged.
     """
-    eta, tau = _step_args(x, drift, step_size, temperature)
+    eta, tau = step_args(x, drift, step_size, temperature)
     if torch.is_grad_enabled() and x.requires_grad:
         if x.is_leaf:
             raise RuntimeError("langevin_step_: x is a leaf that requires grad (a leaf Variable that requires grad "
@@ -114,22 +92,13 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, kernel: Kernel, weig
                     step_size: float, steps: int, temperature: float = 1.0,
                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """``steps`` Langevin steps driven by the kernel flow field sum_j w_j grad k(x, c_j); returns new points."""
-    _check_pair(x, centers, "x", "centers")
-    _check_kernel(kernel)
-    m = centers.shape[0]
-    if weights is None:
-        w = centers.new_ones(m)
-    else:
-        if not isinstance(weights, torch.Tensor) or not weights.is_floating_point():
-            raise TypeError("weights must be a floating torch.Tensor or None")
-        if weights.dim() != 1 or weights.shape[0] != m:
-            raise ValueError(f"weights must have shape [{m}], got {tuple(weights.shape)}")
-        if weights.device != centers.device:
-            raise ValueError(f"weights must be on the device of centers, got {weights.device}")
-        w = weights.to(centers.dtype)
-    eta = _positive(step_size, "step_size")
-    tau = _positive(temperature, "temperature", allow_zero=True)
-    steps = _count(steps, "steps")
+    check_point_pair(x, centers, "x", "centers")
+    check_kernel(kernel)
+    check_weights(weights, centers.shape[0], centers, "centers")
+    eta = check_real(step_size, "step_size", "positive")
+    tau = check_real(temperature, "temperature", "non-negative")
+    steps = check_count(steps, "steps")
+    w = centers.new_ones(centers.shape[0]) if weights is None else weights.to(centers.dtype)
     family, params = _encode(kernel, x.shape[1])
     with torch.no_grad():
         return ops.kernel_langevin(x.detach(), centers.detach(), w.detach(), family, params, eta, steps, tau,
@@ -139,19 +108,7 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, kernel: Kernel, weig
 def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Annealed Langevin (NCSN schedule) on the Gaussian-smoothed data; returns new points."""
-    _check_pair(x, data, "x", "data")
-    if isinstance(sigmas, (int, float)):
-        sigmas = [sigmas]
-    if isinstance(sigmas, torch.Tensor):
-        sigmas = sigmas.tolist()
-    try:
-        sig = [_positive(s, "sigmas") for s in sigmas]
-    except TypeError:
-        raise TypeError("sigmas must be a float or a sequence of floats") from None
-    if not sig:
-        raise ValueError("sigmas must not be empty")
-    steps_per_sigma = _count(steps_per_sigma, "steps_per_sigma")
-    eps = _positive(eps, "eps")
+    sig, steps_per_sigma, eps = kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
     with torch.no_grad():
         return ops.kde_langevin(x.detach(), data.detach(), sig, steps_per_sigma, eps, draw_seed(generator))
 
@@ -162,10 +119,10 @@ def langevin_sample(x: torch.Tensor, score_fn: Callable[[torch.Tensor], torch.Te
     """``steps`` times x <- langevin_step(x, score_fn(x), step_size, temperature); O(batch) memory."""
     if not callable(score_fn):
         raise TypeError("score_fn must be callable: x [N, D] -> score [N, D]")
-    _check_points(x, "x")
-    steps = _count(steps, "steps")
-    _positive(step_size, "step_size")
-    _positive(temperature, "temperature", allow_zero=True)
+    check_points(x, "x")
+    steps = check_count(steps, "steps")
+    check_real(step_size, "step_size", "positive")
+    check_real(temperature, "temperature", "non-negative")
     x = x.detach().clone()
     for _ in range(steps):
         with torch.no_grad():

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_choice, check_kernel, check_real
 from .kernels import Kernel
 from .pairwise import mmd2
-from .pulling_away import _check_algorithm, _check_eps, pulling_away
+from .pulling_away import ALGORITHM_NAMES, pulling_away
 
 __all__ = ["MMDLoss", "PullingAwayLoss"]
 
@@ -19,10 +20,8 @@ class MMDLoss(torch.nn.Module):
 
     def __init__(self, kernel: Kernel, estimator: str = "biased"):
         super().__init__()
-        if not isinstance(kernel, Kernel):
-            raise TypeError(f"kernel must be a gankernels kernel, got {type(kernel).__name__}")
-        if estimator not in ("biased", "unbiased"):
-            raise ValueError(f'estimator must be "biased" or "unbiased", got {estimator!r}')
+        check_kernel(kernel)
+        check_choice(estimator, "estimator", ("biased", "unbiased"))
         self.kernel = kernel
         self.estimator = estimator
 
@@ -43,8 +42,8 @@ class PullingAwayLoss(torch.nn.Module):
 
     def __init__(self, eps: float = 1e-8, algorithm: str = "auto"):
         super().__init__()
-        self.eps = _check_eps(eps)
-        self.algorithm = _check_algorithm(algorithm)
+        self.eps = check_real(eps, "eps", "positive")
+        self.algorithm = check_choice(algorithm, "algorithm", ALGORITHM_NAMES)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return pulling_away(s, self.eps, self.algorithm)

@@ -34,39 +34,12 @@ from typing import Optional, Tuple
 import torch
 
 from . import _ops  # noqa: F401  (registrations)
+from ._checks import check_choice, check_kernel, check_point_pair, check_weights
 from .kernels import Kernel, Polynomial
 
 __all__ = ["kernel_sum", "kernel_flow", "mmd2", "witness", "kid"]
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _ops_ns = torch.ops.gankernels
-
-
-def _check_points(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [points, dim], got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} must be non-empty, got shape {tuple(t.shape)}")
-
-
-def _check_pair(x, y, xname: str = "x", yname: str = "y") -> None:
-    _check_points(x, xname)
-    _check_points(y, yname)
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(f"{xname} and {yname} must have the same dimension, got {x.shape[1]} and {y.shape[1]}")
-    if x.dtype != y.dtype:
-        raise TypeError(f"{xname} and {yname} must have the same dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"{xname} and {yname} must be on the same device, got {x.device} and {y.device}")
-
-
-def _check_kernel(kernel) -> None:
-    if not isinstance(kernel, Kernel):
-        raise TypeError(f"kernel must be a gankernels kernel (e.g. Gaussian(...)), got {type(kernel).__name__}")
 
 
 def _acc_dtype(x: torch.Tensor) -> torch.dtype:
@@ -79,40 +52,23 @@ def _encode(kernel: Kernel, dim: int):
     return family, [float(p) for p in params]
 
 
-def _weights(weights, x, m: int, name: str = "weights"):
-    """-> (w [M, C], squeeze) with w in x's dtype on x's device."""
-    if weights is None:
-        return x.new_ones(m, 1), True
-    if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(weights).__name__}")
-    if not (weights.is_floating_point()):
-        raise TypeError(f"{name} must be a floating tensor, got {weights.dtype}")
-    if weights.device != x.device:
-        raise ValueError(f"{name} must be on the same device as the points, got {weights.device} and {x.device}")
-    if weights.dim() == 1 and weights.shape[0] == m:
-        return weights.to(x.dtype).unsqueeze(1), True
-    if weights.dim() == 2 and weights.shape[0] == m and weights.shape[1] > 0:
-        return weights.to(x.dtype), False
-    raise ValueError(f"{name} must have shape [{m}] or [{m}, C], got {tuple(weights.shape)}")
-
-
 def kernel_sum(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, weights: Optional[torch.Tensor] = None):
     """out_i = sum_j w_j k(x_i, y_j): [N] for weights [M] or None, [N, C] for weights [M, C]."""
-    _check_pair(x, y)
-    _check_kernel(kernel)
-    w, squeeze = _weights(weights, x, y.shape[0])
+    check_point_pair(x, y)
+    check_kernel(kernel)
+    check_weights(weights, y.shape[0], y, "y", columns=True)
+    w = x.new_ones(y.shape[0], 1) if weights is None else weights.to(x.dtype).reshape(y.shape[0], -1)
     family, params = _encode(kernel, x.shape[1])
     out = _ops_ns.ksum(x, y, w, family, params)
-    return out.squeeze(1) if squeeze else out
+    return out if weights is not None and weights.dim() == 2 else out.squeeze(1)
 
 
 def kernel_flow(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, weights: Optional[torch.Tensor] = None):
     """out_i = sum_j w_j grad_a k(a, y_j) at a = x_i: the kernel's flow field, [N, D]."""
-    _check_pair(x, y)
-    _check_kernel(kernel)
-    w, squeeze = _weights(weights, x, y.shape[0])
-    if not squeeze:
-        raise ValueError(f"weights must have shape [{y.shape[0]}] for kernel_flow, got {tuple(weights.shape)}")
+    check_point_pair(x, y)
+    check_kernel(kernel)
+    check_weights(weights, y.shape[0], y, "y")
+    w = x.new_ones(y.shape[0], 1) if weights is None else weights.to(x.dtype).unsqueeze(1)
     family, params = _encode(kernel, x.shape[1])
     return _ops_ns.kflow(x, y, x.new_ones(x.shape[0], 1), w, family, params)
 
@@ -139,10 +95,9 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: Kernel, estimator: str = "bia
     ``"biased"``: the V-statistic.  ``"unbiased"``: the U-statistic (XX and YY
     sums without i = i', divided by N(N-1) and M(M-1)); it can be negative.
     """
-    _check_pair(x, y)
-    _check_kernel(kernel)
-    if estimator not in ("biased", "unbiased"):
-        raise ValueError(f'estimator must be "biased" or "unbiased", got {estimator!r}')
+    check_point_pair(x, y)
+    check_kernel(kernel)
+    check_choice(estimator, "estimator", ("biased", "unbiased"))
     n, m = x.shape[0], y.shape[0]
     if estimator == "unbiased" and (n < 2 or m < 2):
         raise ValueError(f"the unbiased estimator needs at least 2 samples in x and y, got N={n}, M={m}")
@@ -198,9 +153,9 @@ def _mmd2_one_side(a, b, kernel, estimator, family, params):
 
 def witness(z: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kernel: Kernel) -> torch.Tensor:
     """The MMD witness function at z [K, D]: mean_i k(z, x_i) - mean_j k(z, y_j), [K]."""
-    _check_pair(x, y)
-    _check_pair(z, x, "z", "x")
-    _check_kernel(kernel)
+    check_point_pair(x, y)
+    check_point_pair(z, x, "z", "x")
+    check_kernel(kernel)
     n, m = x.shape[0], y.shape[0]
     family, params = _encode(kernel, x.shape[1])
     acc = _acc_dtype(x)
@@ -223,7 +178,7 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: Optional[int] = None, s
     drawn without replacement from each set (``torch.randperm``), then mean and std
     (population std, as torchmetrics) of the subset values.
     """
-    _check_pair(real, fake, "real", "fake")
+    check_point_pair(real, fake, "real", "fake")
     kernel = Polynomial(3)
     if subsets is None:
         from .variance import mmd2_and_variance

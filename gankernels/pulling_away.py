@@ -72,44 +72,20 @@ Limits and conventions:
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
 from . import _ops  # noqa: F401  (the extension and every registration)
-from .pairwise import _check_points
+from ._checks import check_choice, check_real, pulling_away_points
 
 __all__ = ["pulling_away", "choose_algorithm", "ALGORITHMS"]
 
 ALGORITHMS = {"gram": 0, "covariance": 1}
+ALGORITHM_NAMES = ("auto", *ALGORITHMS)  # what the ``algorithm`` argument takes
 
 
 def choose_algorithm(n: int, d: int) -> str:
     """The cost model of ``algorithm="auto"``: ``"covariance"`` when 2 D <= N, else ``"gram"``."""
     return "covariance" if 2 * d <= n else "gram"
-
-
-def _check_eps(eps) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a float, got {type(eps).__name__}")
-    eps = float(eps)
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be positive and finite, got {eps}")
-    return eps
-
-
-def _check_algorithm(algorithm) -> str:
-    if not isinstance(algorithm, str) or (algorithm != "auto" and algorithm not in ALGORITHMS):
-        raise ValueError(f'algorithm must be "auto", "gram" or "covariance", got {algorithm!r}')
-    return algorithm
-
-
-def _algorithm_code(algorithm, n: int, d: int) -> int:
-    """The op's algorithm code for a shape [n, d] (``"auto"`` resolved by the cost model)."""
-    if _check_algorithm(algorithm) == "auto":
-        algorithm = choose_algorithm(n, d)
-    return ALGORITHMS[algorithm]
 
 
 def pulling_away(s: torch.Tensor, eps: float = 1e-8, algorithm: str = "auto") -> torch.Tensor:
@@ -118,8 +94,9 @@ def pulling_away(s: torch.Tensor, eps: float = 1e-8, algorithm: str = "auto") ->
     PT = sum_{i != j} (sh_i . sh_j)^2 / (N (N - 1)) with sh_i = s_i / max(|s_i|, eps).
     ``algorithm``: ``"auto"`` (cost model, see ``choose_algorithm``), ``"gram"`` or ``"covariance"``.
     """
-    _check_points(s, "s")
-    n, d = s.shape
-    if n < 2:
-        raise ValueError(f"pulling_away needs at least 2 rows in s, got shape {tuple(s.shape)}")
-    return torch.ops.gankernels.pulling_away(s, _check_eps(eps), _algorithm_code(algorithm, n, d))
+    pulling_away_points(s)
+    eps = check_real(eps, "eps", "positive")
+    check_choice(algorithm, "algorithm", ALGORITHM_NAMES)
+    if algorithm == "auto":
+        algorithm = choose_algorithm(*s.shape)
+    return torch.ops.gankernels.pulling_away(s, eps, ALGORITHMS[algorithm])

@@ -31,41 +31,12 @@ from typing import Optional
 import torch
 
 from . import _ops  # noqa: F401  (the extension and every registration)
-from ._checks import check_positive
-from .pairwise import _acc_dtype, _check_pair
+from ._checks import check_weight_values, score_args
+from .pairwise import _acc_dtype
 
 __all__ = ["smoothed_score"]
 
 ops = torch.ops.gankernels
-
-
-def _has_values(t: torch.Tensor) -> bool:
-    """False for tensors without data: meta, fake (torch.compile / FakeTensorMode), traced."""
-    if t.device.type == "meta" or torch.compiler.is_compiling():
-        return False
-    from torch._subclasses.fake_tensor import is_fake
-    return not is_fake(t)
-
-
-def _check_weights(weights, y: torch.Tensor) -> Optional[torch.Tensor]:
-    """Weights in the accumulation dtype (fp32 for half y: a weight of 1e-8 is 0 in fp16), or None."""
-    if weights is None:
-        return None
-    if not isinstance(weights, torch.Tensor):
-        raise TypeError(f"weights must be a torch.Tensor or None, got {type(weights).__name__}")
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be a floating tensor, got {weights.dtype}")
-    if weights.device != y.device:
-        raise ValueError(f"weights must be on the device of y, got {weights.device} and {y.device}")
-    if weights.dim() != 1 or weights.shape[0] != y.shape[0]:
-        raise ValueError(f"weights must have shape [{y.shape[0]}], got {tuple(weights.shape)}")
-    w = weights.to(_acc_dtype(y))
-    if _has_values(w):  # data-dependent checks (the CPU kernel repeats them)
-        if bool((w < 0).any()):
-            raise ValueError("weights must be non-negative")
-        if bool((w.sum() == 0)):
-            raise ValueError("weights must not all be zero")
-    return w
 
 
 def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Optional[torch.Tensor] = None):
@@ -74,8 +45,10 @@ def smoothed_score(x: torch.Tensor, y: torch.Tensor, sigma: float, weights: Opti
     ``sum_j p_ij (y_j - x_i) / sigma^2`` with ``p_ij = softmax_j(log w_j - |x_i - y_j|^2 / 2 sigma^2)``.
     Differentiable w.r.t. ``x``, ``y`` and ``weights`` (first order).
     """
-    _check_pair(x, y)
-    sigma = check_positive(sigma, "sigma")
-    w = _check_weights(weights, y)
+    sigma = score_args(x, y, weights, sigma)
+    w = None
+    if weights is not None:
+        w = weights.to(_acc_dtype(y))  # the accumulation dtype: a weight of 1e-8 is 0 in fp16
+        check_weight_values(w)
     score, _ = ops.smoothed_score(x, y, w, sigma)
     return score

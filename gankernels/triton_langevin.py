@@ -28,9 +28,8 @@ from typing import Sequence
 import torch
 
 from . import _checks
-from ._checks import _require, check_positive as _positive
 from .triton_pairwise import _DOT_FAMILIES, _param_tensor
-from .triton_score import _grid, _launch_score, _points, _scalars, _shift, _sigma_scalars, _vector
+from .triton_score import _config, _grid, _launch_score, _scalars, _shift, _sigma_scalars
 from .triton_utils import HAS_TRITON, LaunchConfig, interpreting, on_input_device, tl, triton
 
 if HAS_TRITON:
@@ -93,18 +92,9 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # Python side
 # ----------------------------------------------------------------------------
-def _check_step(x, drift, step_size, temperature):
-    _checks.step_args(x, drift, step_size, temperature)
-    _require(isinstance(x, torch.Tensor) and x.is_floating_point(), "x must be a floating tensor", TypeError)
-    _require(drift.shape == x.shape, f"drift must have the shape of x {tuple(x.shape)}, got {tuple(drift.shape)}")
-    _require(drift.dtype == x.dtype, f"drift must have the dtype of x ({x.dtype}), got {drift.dtype}", TypeError)
-    _require(drift.device == x.device, f"drift must be on the device of x ({x.device}), got {drift.device}")
-    eta = _positive(step_size, "step_size")
-    return LaunchConfig(x), eta, _positive(temperature, "temperature", allow_zero=True)
-
-
-def _launch_langevin(cfg: LaunchConfig, x, drift, out, eta: float, tau: float, seed: int) -> None:
+def _launch_langevin(x, drift, out, eta: float, tau: float, seed: int) -> None:
     """out = x + eta drift + sqrt(2 eta tau) xi(seed, 0, e) over contiguous tensors (out may be x)."""
+    cfg = LaunchConfig(x)
     n = x.numel()
     if n == 0:
         return
@@ -118,19 +108,19 @@ def _launch_langevin(cfg: LaunchConfig, x, drift, out, eta: float, tau: float, s
 def langevin_step(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int
                   ) -> torch.Tensor:
     """x + eta drift + sqrt(2 eta tau) xi (a new contiguous tensor, any shape)."""
-    cfg, eta, tau = _check_step(x, drift, step_size, temperature)
+    eta, tau = _checks.step_args(x, drift, step_size, temperature)
     xc = x.contiguous()
     out = torch.empty_like(xc)
-    _launch_langevin(cfg, xc, drift.contiguous(), out, eta, tau, seed)
+    _launch_langevin(xc, drift.contiguous(), out, eta, tau, seed)
     return out
 
 
 @on_input_device
 def langevin_step_(x: torch.Tensor, drift: torch.Tensor, step_size: float, temperature: float, seed: int) -> None:
     """In place; a non-contiguous x goes through a contiguous copy."""
-    cfg, eta, tau = _check_step(x, drift, step_size, temperature)
+    eta, tau = _checks.step_args(x, drift, step_size, temperature)
     if x.is_contiguous():
-        _launch_langevin(cfg, x, drift.contiguous(), x, eta, tau, seed)
+        _launch_langevin(x, drift.contiguous(), x, eta, tau, seed)
     else:
         x.copy_(langevin_step(x, drift, eta, tau, seed))
 
@@ -147,15 +137,10 @@ def _chain(state: torch.Tensor, steps: int, launch) -> torch.Tensor:
 def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, family: int, params: Sequence[float],
                     step_size: float, steps: int, temperature: float, seed: int) -> torch.Tensor:
     """``steps`` fused steps x <- x + eta sum_j w_j grad k(x, c_j) + sqrt(2 eta tau) xi."""
-    _checks.kernel_langevin_args(x, centers, w, family, params, step_size, steps, temperature)
-    if int(steps) == 0:
+    _, eta, steps, tau = _checks.kernel_langevin_args(x, centers, w, family, params, step_size, steps, temperature)
+    if steps == 0:
         return x.clone(memory_format=torch.contiguous_format)  # exactly x (no round trip through the shift)
-    cfg = _points(x, centers, "x", "centers")
-    wa = _vector(w, centers.size(0), centers, cfg.acc_torch)
-    eta = _positive(step_size, "step_size")
-    tau = _positive(temperature, "temperature", allow_zero=True)
-    steps = int(steps)
-    _require(steps >= 0, f"steps must be non-negative, got {steps}")
+    cfg, wa = _config(x, w)
     fam = int(family)
     acc = cfg.acc_torch
     P, np_, ip = _param_tensor(fam, params, acc, x.device)
@@ -188,15 +173,10 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
 def kde_langevin(x: torch.Tensor, data: torch.Tensor, sigmas: Sequence[float], steps_per_sigma: int, eps: float,
                  seed: int) -> torch.Tensor:
     """Annealed Langevin on the Gaussian-smoothed data, score and update fused (one launch per step)."""
-    _checks.kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
-    if int(steps_per_sigma) == 0:
+    sig, steps_per_sigma, eps = _checks.kde_langevin_args(x, data, sigmas, steps_per_sigma, eps)
+    if steps_per_sigma == 0:
         return x.clone(memory_format=torch.contiguous_format)  # exactly x
-    cfg = _points(x, data, "x", "data")
-    sig = [_positive(s, "sigmas") for s in sigmas]
-    _require(len(sig) > 0, "sigmas must not be empty")
-    steps_per_sigma = int(steps_per_sigma)
-    _require(steps_per_sigma >= 0, f"steps_per_sigma must be non-negative, got {steps_per_sigma}")
-    eps = _positive(eps, "eps")
+    cfg = LaunchConfig(x)
     xs, ds, mu = _shift(x, data, cfg.acc_torch)
     rows = []  # per step: [ea, sa, eta = alpha / 2, scale = sqrt(alpha), eb, sb] (see _sigma_scalars)
     for s in sig:

@@ -615,14 +615,9 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self
 
 
 def _prepare(x, y, family):
-    if x.dim() != 2:
-        raise ValueError(f"x must be 2-D [points, dim], got shape {tuple(x.shape)}")
+    """Launch configuration and row-major points of arguments already checked (``_checks``)."""
     dtype = x.dtype
-    if not dtype.is_floating_point:
-        raise TypeError(f"x must be a floating tensor, got {dtype}")
     cfg = LaunchConfig(x)
-    if y is not None and (y.dim() != 2 or y.size(1) != x.size(1)):
-        raise ValueError(f"x and y must be 2-D with the same dimension, got {tuple(x.shape)} and {tuple(y.shape)}")
     x, y = _shift_radial(int(family), x, y)
     xr = as_rows(x, dtype)
     if y is None:
@@ -667,8 +662,6 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
     fam = int(family)
     P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     wr = as_rows(w, dtype)
-    if wr.size(0) != yr.size(0):
-        raise ValueError(f"w must have {yr.size(0)} rows, got shape {tuple(w.shape)}")
     out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
     _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode)
     return out.to(dtype)

@@ -49,7 +49,6 @@ from typing import Optional, Sequence, Tuple
 import torch
 
 from . import _checks
-from ._checks import _require, check_positive as _positive
 from .triton_utils import HAS_TRITON, LaunchConfig, device_constants, on_input_device, tl, triton
 
 if HAS_TRITON:
@@ -199,28 +198,10 @@ if HAS_TRITON:
 # ----------------------------------------------------------------------------
 # Python side: checks, preparation, launchers
 # ----------------------------------------------------------------------------
-def _points(x: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> LaunchConfig:
-    """The op-level checks of the CPU kernels (2-D, non-empty, floating, same dtype / device / dim); config."""
-    for t, name in ((x, xname), (y, yname)):
-        _require(t.dim() == 2 and t.size(0) > 0 and t.size(1) > 0,
-                 f"{name} must be a non-empty 2-D tensor [points, dim], got shape {tuple(t.shape)}")
-        _require(t.is_floating_point(), f"{name} must be a floating tensor, got {t.dtype}", TypeError)
-    _require(x.dtype == y.dtype, f"{xname} and {yname} must have the same dtype, got {x.dtype} and {y.dtype}",
-             TypeError)
-    _require(x.device == y.device, f"{xname} and {yname} must be on the same device, got {x.device} and {y.device}")
-    _require(x.size(1) == y.size(1),
-             f"{xname} and {yname} must have the same dimension, got {x.size(1)} and {y.size(1)}")
-    return LaunchConfig(x)
-
-
-def _vector(w: Optional[torch.Tensor], m: int, like: torch.Tensor, acc) -> Optional[torch.Tensor]:
-    """Weights [m] in the accumulation dtype, contiguous (None stays None)."""
-    if w is None:
-        return None
-    _require(w.is_floating_point(), f"weights must be a floating tensor, got {w.dtype}", TypeError)
-    _require(w.dim() == 1 and w.size(0) == m, f"weights must have shape [{m}], got {tuple(w.shape)}")
-    _require(w.device == like.device, f"weights must be on the device of the centres, got {w.device}")
-    return w.to(acc).contiguous()
+def _config(x: torch.Tensor, w: Optional[torch.Tensor]) -> Tuple[LaunchConfig, Optional[torch.Tensor]]:
+    """(launch configuration, weights [M] in its accumulation dtype, contiguous, or None) of checked arguments."""
+    cfg = LaunchConfig(x)
+    return cfg, None if w is None else w.to(cfg.acc_torch).contiguous()
 
 
 def _shift(x: torch.Tensor, y: torch.Tensor, acc) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -276,13 +257,6 @@ def _launch_score(cfg: LaunchConfig, xs, ys, logw, sc, score=None, lse=None, xou
     )
 
 
-def _check_score(x, y, w, sigma):
-    _checks.score_args(x, y, w, sigma)
-    cfg = _points(x, y, "x", "y")
-    sigma = _positive(sigma, "sigma")
-    return cfg, _vector(w, y.size(0), y, cfg.acc_torch), sigma
-
-
 # ----------------------------------------------------------------------------
 # The two ops
 # ----------------------------------------------------------------------------
@@ -290,7 +264,8 @@ def _check_score(x, y, w, sigma):
 def smoothed_score(x: torch.Tensor, y: torch.Tensor, w: Optional[torch.Tensor], sigma: float
                    ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(score [N, D] in x.dtype, lse [N] in the accumulation dtype)."""
-    cfg, wa, sigma = _check_score(x, y, w, sigma)
+    sigma = _checks.score_args(x, y, w, sigma)
+    cfg, wa = _config(x, w)
     xs, ys, _mu = _shift(x, y, cfg.acc_torch)
     score = torch.empty_like(xs)
     lse = torch.empty(xs.size(0), dtype=cfg.acc_torch, device=x.device)
@@ -305,13 +280,10 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
                             sigma: float, score: torch.Tensor, lse: torch.Tensor, output_mask: Sequence[bool]
                             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D], gw [M] or [0]) of L = sum_i grad_i . score_i; masked-off outputs are zeros."""
-    _checks.score_backward_args(grad, x, y, w, sigma, score, lse, output_mask)
-    cfg, wa, sigma = _check_score(x, y, w, sigma)
+    sigma = _checks.score_backward_args(grad, x, y, w, sigma, score, lse, output_mask)
+    cfg, wa = _config(x, w)
     N, D = x.shape
     M = y.size(0)
-    for t, name in ((grad, "grad"), (score, "score")):
-        _require(tuple(t.shape) == (N, D), f"{name} must have shape {(N, D)}, got {tuple(t.shape)}")
-    _require(lse.dim() == 1 and lse.size(0) == N, f"lse must have shape [{N}], got {tuple(lse.shape)}")
     acc = cfg.acc_torch
     need_x, need_y = bool(output_mask[0]), bool(output_mask[1])
     need_w = bool(output_mask[2]) and w is not None

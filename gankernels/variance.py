@@ -59,12 +59,12 @@ import torch
 
 from . import _ops  # noqa: F401  (registrations)
 from . import kernels as K
-from .pairwise import _acc_dtype, _check_kernel, _check_pair, _encode, _self_diagonal
+from ._checks import check_kernel, check_point_pair, check_real, resolve_variance
+from .pairwise import _acc_dtype, _encode, _self_diagonal
 
 __all__ = ["mmd2_and_variance", "mmd2_ratio", "squared_kernel"]
 
 _ops_ns = torch.ops.gankernels
-VARIANCES = ("auto", "sutherland", "complete")
 
 
 def squared_kernel(kernel: K.Kernel, dim: int) -> List[Tuple[K.Kernel, float]]:
@@ -202,23 +202,6 @@ def variance_from_moments(rx, cx, cy, ry, qxx, qyy, qxy, variance: str):
     return mmd2, var
 
 
-def resolve_variance(variance, n: int, m: int) -> str:
-    """Checks ``variance`` and the sample sizes; returns "sutherland" or "complete"."""
-    if variance not in VARIANCES:
-        raise ValueError(f'variance must be "auto", "sutherland" or "complete", got {variance!r}')
-    if variance == "auto":
-        variance = "sutherland" if n == m else "complete"
-    if variance == "sutherland":
-        if n != m:
-            raise ValueError(f'variance="sutherland" needs N = M (Sutherland et al. 2017), got N={n}, M={m}; '
-                             'use variance="complete"')
-        if n < 2:
-            raise ValueError(f"the variance needs at least 2 samples in x and y, got N={n}, M={m}")
-    elif n < 4 or m < 4:
-        raise ValueError(f'variance="complete" needs at least 4 samples in x and in y, got N={n}, M={m}')
-    return variance
-
-
 def _out_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
 
@@ -239,8 +222,8 @@ def mmd2_and_variance(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, varian
     (float32 for float16 / bfloat16 inputs).  NotImplementedError for kernels whose
     square is no kernel of the engine's families (``squared_kernel``).
     """
-    _check_pair(x, y)
-    _check_kernel(kernel)
+    check_point_pair(x, y)
+    check_kernel(kernel)
     variance = resolve_variance(variance, x.shape[0], y.shape[0])
     mmd2, var = variance_from_moments(*_moments(x, y, kernel), variance)
     out = _out_dtype(x)
@@ -252,8 +235,6 @@ def mmd2_ratio(x: torch.Tensor, y: torch.Tensor, kernel: K.Kernel, min_var: floa
     """MMD^2_u / sqrt(max(Var, min_var)): the t-statistic that MMD-GAN kernel learning maximises
     (``mix_rbf_mmd2_and_ratio``, whose default floor is also 1e-8).  0-dim, differentiable;
     see ``mmd2_and_variance``."""
-    if isinstance(min_var, bool) or not isinstance(min_var, (int, float)) or not math.isfinite(min_var) \
-            or min_var <= 0:
-        raise ValueError(f"min_var must be a positive finite number, got {min_var!r}")
+    min_var = check_real(min_var, "min_var", "positive")
     mmd2, var = mmd2_and_variance(x, y, kernel, variance)
-    return mmd2 / torch.sqrt(torch.clamp(var, min=float(min_var)))
+    return mmd2 / torch.sqrt(torch.clamp(var, min=min_var))

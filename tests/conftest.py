@@ -7,12 +7,18 @@
   oracle at most 2x the error of the naive same-dtype reference, plus a small atol.
 * ``*_scale``: magnitudes (sums of absolute values of the summed terms) that set
   the atol, so that cancellation in a sum does not make the tolerance vanish.
+* ``child_env``, ``torchrun_train``: child processes (workers, torchrun) that import this checkout.
 
 The tests import these helpers with ``from conftest import ...`` (pytest puts
 this directory on ``sys.path``; there is no ``tests/__init__.py``).
 """
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -228,6 +234,32 @@ def assert_accurate(out: torch.Tensor, oracle: torch.Tensor, naive: torch.Tensor
         f"{what}: max |error| {err:.3e} > bound {bound:.3e} "
         f"(naive {dtype_id(dtype)} error {naive_err:.3e}, scale {scale:.3e})"
     )
+
+
+# ----------------------------------------------------------------------------- child processes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env(drop=(), **variables) -> dict:
+    """The environment of a child Python process: this checkout first on PYTHONPATH, one OpenMP thread,
+    ``variables`` set and the variables named in ``drop`` removed."""
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env.update(variables)
+    return env
+
+
+def torchrun_train(nproc: int, args, env: dict, timeout: float):
+    """``torchrun --standalone --nproc-per-node NPROC -m gankernels train ARGS``, which must succeed (the test
+    is skipped without torchrun); -> (the completed process, its stdout lines)."""
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this python")
+    argv = [torchrun, "--standalone", "--nproc-per-node", str(nproc), "-m", "gankernels", "train", *args]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res, res.stdout.strip().splitlines()
 
 
 @pytest.fixture

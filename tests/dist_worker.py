@@ -14,15 +14,11 @@ of the per-rank losses is the single-process loss -- except for the replicated
 """
 from __future__ import annotations
 
-import os
-import sys
-import traceback
-from datetime import timedelta
-
 import torch
 
 import gankernels as gk
 from gankernels.kernels import Energy, Gaussian, InverseMultiquadric, Polynomial, RationalQuadratic
+from worker_process import error_of, join_group, run, save_and_leave
 
 D = 3
 F64 = torch.float64
@@ -129,30 +125,22 @@ def run_scenario(fn, api, tensors, c):
 
 # ----------------------------------------------------------------------------- the worker
 
-def _catch(fn):
-    try:
-        fn()
-    except Exception as err:  # noqa: BLE001 -- recorded and checked by the test
-        return type(err).__name__, str(err)
-    return None
-
-
 def _error_scenarios(gkd, local, rank):
     """Bad setups; each must raise the same exception on every rank (and not hang)."""
     x, y = local["x"], local["y"]
     k = Gaussian()
     other_d = torch.zeros(x.shape[0], D + 1, dtype=F64)
     return {
-        "err_dim": _catch(lambda: gkd.mmd2(x if rank == 0 else other_d, y if rank == 0 else other_d[:2], k)),
-        "err_dtype": _catch(lambda: gkd.mmd2(x.to(torch.float32 if rank == 1 else F64),
+        "err_dim": error_of(lambda: gkd.mmd2(x if rank == 0 else other_d, y if rank == 0 else other_d[:2], k)),
+        "err_dtype": error_of(lambda: gkd.mmd2(x.to(torch.float32 if rank == 1 else F64),
                                              y.to(torch.float32 if rank == 1 else F64), k)),
-        "err_integer_on_one_rank": _catch(lambda: gkd.kernel_flow(x, y.long() if rank == 1 else y, k)),
-        "err_kernel": _catch(lambda: gkd.mmd2(x, y, Gaussian(1.0 + rank))),
-        "err_estimator": _catch(lambda: gkd.mmd2(x, y, k, "unbiased" if rank == 0 else "nope")),
-        "err_requires_grad": _catch(lambda: gkd.witness(x, x, y.clone().requires_grad_(rank == 0), k)),
-        "err_weights_layout": _catch(lambda: gkd.kernel_sum(x, y, k, local["w"] if rank == 0 else None)),
-        "err_different_ops": _catch(lambda: gkd.mmd2(x, y, k) if rank == 0 else gkd.witness(x, x, y, k)),
-        "err_weights_shape": _catch(lambda: gkd.kernel_flow(x, y, k, local["wm"])),
+        "err_integer_on_one_rank": error_of(lambda: gkd.kernel_flow(x, y.long() if rank == 1 else y, k)),
+        "err_kernel": error_of(lambda: gkd.mmd2(x, y, Gaussian(1.0 + rank))),
+        "err_estimator": error_of(lambda: gkd.mmd2(x, y, k, "unbiased" if rank == 0 else "nope")),
+        "err_requires_grad": error_of(lambda: gkd.witness(x, x, y.clone().requires_grad_(rank == 0), k)),
+        "err_weights_layout": error_of(lambda: gkd.kernel_sum(x, y, k, local["w"] if rank == 0 else None)),
+        "err_different_ops": error_of(lambda: gkd.mmd2(x, y, k) if rank == 0 else gkd.witness(x, x, y, k)),
+        "err_weights_shape": error_of(lambda: gkd.kernel_flow(x, y, k, local["wm"])),
     }
 
 
@@ -176,11 +164,8 @@ def _ddp_generator(gkd, local, world):
 def main(out_dir: str) -> None:
     from gankernels import distributed as gkd
 
-    dist = torch.distributed
-    dist.init_process_group("gloo", init_method=os.environ.get("GANKERNELS_TEST_INIT", "env://"),
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=timedelta(seconds=60))
-    rank, world = dist.get_rank(), dist.get_world_size()
+    join_group()
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     local = shard(global_batch(world), world, rank)
     results = {}
     if world == 2:
@@ -198,14 +183,8 @@ def main(out_dir: str) -> None:
         (gathered * global_batch(world)["g_flow"]).sum().backward()
         results["all_gather_rows"] = {"out": gathered.detach(), "grad": xg.grad}
         results["ddp"] = _ddp_generator(gkd, local, world)
-    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
+    save_and_leave(results, out_dir)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1])
-    except BaseException:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

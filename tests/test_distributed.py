@@ -11,7 +11,6 @@ counted in the collectives.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from gankernels import distributed as gkd
 from gankernels import reference as ref
 
 import dist_worker as W
+from conftest import child_env
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 LAUNCH_TIMEOUT = 120  # seconds; a hang in a collective fails the test instead of blocking it
@@ -32,10 +32,8 @@ LAUNCH_TIMEOUT = 120  # seconds; a hang in a collective fails the test instead o
 
 def _launch(world: int, out_dir: Path, worker: Path = WORKER):
     """Run ``worker`` on ``world`` ranks; -> [results of rank r] (the ``rank<r>.pt`` it writes)."""
-    root = str(Path(gk.__file__).resolve().parent.parent)
     # rendezvous through a file in the fresh directory: no port to pick, so no race for one
-    env = dict(os.environ, WORLD_SIZE=str(world), GANKERNELS_TEST_INIT=f"file://{out_dir / 'store'}",
-               OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    env = child_env(WORLD_SIZE=str(world), GANKERNELS_TEST_INIT=f"file://{out_dir / 'store'}")
     logs = [open(out_dir / f"rank{r}.log", "w") for r in range(world)]
     procs = [subprocess.Popen([sys.executable, str(worker), str(out_dir)], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
                               stdout=logs[r], stderr=subprocess.STDOUT) for r in range(world)]

@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+
+from conftest import child_env, torchrun_train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (NCCL)")
 
@@ -46,10 +45,7 @@ print("nccl ok")
 
 
 def _env():
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    return env
+    return child_env(drop=("TRITON_INTERPRET",))   # the real Triton kernels on the GPU
 
 
 def test_distributed_ops_under_nccl_world_size_one(tmp_path):
@@ -61,16 +57,9 @@ def test_distributed_ops_under_nccl_world_size_one(tmp_path):
 
 
 def test_torchrun_trainer_on_cuda_world_size_one(tmp_path):
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside this python")
-    env = _env()
     out = tmp_path / "run"
-    argv = [torchrun, "--standalone", "--nproc-per-node", "1", "-m", "gankernels", "train", "--recipe", "mmd-gan",
-            "--data", "ring8", "--batch", "64", "--steps", "3", "--device", "cuda", "--out", str(out)]
-    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    lines = res.stdout.strip().splitlines()
+    res, lines = torchrun_train(1, ["--recipe", "mmd-gan", "--data", "ring8", "--batch", "64", "--steps", "3",
+                                    "--device", "cuda", "--out", str(out)], _env(), timeout=300)
     assert json.loads(lines[-1])["step"] == 3, res.stdout
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True, map_location="cpu")
     assert ckpt["step"] == 3 and ckpt["config"]["device"].startswith("cuda")

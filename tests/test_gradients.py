@@ -33,6 +33,13 @@ def _sets(n=4, m=5, d=3, seed=0, k=None):
     return [t.clone().requires_grad_(True) for t in out]
 
 
+def _weighted_call(op, kernel, x, y, w):
+    """(fn, args) for gradcheck of op(x, y, kernel) or, with weights, op(x, y, kernel, w) with w requiring grad."""
+    if w is None:
+        return (lambda a, b: op(a, b, kernel)), (x, y)
+    return (lambda a, b, c: op(a, b, kernel, c)), (x, y, w.detach().clone().requires_grad_(True))
+
+
 def _close(a, b, what):
     torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-9, msg=lambda m: f"{what}: {m}")
 
@@ -42,26 +49,16 @@ def _close(a, b, what):
 @kernels
 @pytest.mark.parametrize("wkind", [None, "M", "MC"])
 def test_kernel_sum_gradcheck(kernel, wkind):
-    x, y = _sets(4, 5, 3, seed=1)
-    w = make_weights(5, wkind)
-    if w is None:
-        fn = lambda a, b: gk.kernel_sum(a, b, kernel)  # noqa: E731
-        args = (x, y)
-    else:
-        w = w.detach().clone().requires_grad_(True)
-        fn = lambda a, b, c: gk.kernel_sum(a, b, kernel, c)  # noqa: E731
-        args = (x, y, w)
+    fn, args = _weighted_call(gk.kernel_sum, kernel, *_sets(4, 5, 3, seed=1), make_weights(5, wkind))
     assert gradcheck(fn, args)
     assert gradgradcheck(fn, args)
 
 
 @pytest.mark.parametrize("kernel", KERNELS, ids=kernel_id)
 def test_kernel_sum_gradcheck_d1(kernel):
-    x, y = _sets(3, 6, 1, seed=2)
-    w = make_weights(6, "M").requires_grad_(True)
-    fn = lambda a, b, c: gk.kernel_sum(a, b, kernel, c)  # noqa: E731
-    assert gradcheck(fn, (x, y, w))
-    assert gradgradcheck(fn, (x, y, w))
+    fn, args = _weighted_call(gk.kernel_sum, kernel, *_sets(3, 6, 1, seed=2), make_weights(6, "M"))
+    assert gradcheck(fn, args)
+    assert gradgradcheck(fn, args)
 
 
 @kernels
@@ -81,15 +78,7 @@ def test_kernel_sum_same_tensor_gradient(kernel):
 @pytest.mark.parametrize("wkind", [None, "M"])
 def test_kernel_flow_gradcheck(kernel, wkind):
     """First order only (the derivative of kernel_flow is a Hessian-vector product)."""
-    x, y = _sets(4, 5, 3, seed=4)
-    w = make_weights(5, wkind)
-    if w is None:
-        fn = lambda a, b: gk.kernel_flow(a, b, kernel)  # noqa: E731
-        args = (x, y)
-    else:
-        w = w.requires_grad_(True)
-        fn = lambda a, b, c: gk.kernel_flow(a, b, kernel, c)  # noqa: E731
-        args = (x, y, w)
+    fn, args = _weighted_call(gk.kernel_flow, kernel, *_sets(4, 5, 3, seed=4), make_weights(5, wkind))
     assert gradcheck(fn, args)
 
 

@@ -70,22 +70,15 @@ def _inputs(kernel, n, m, d, dtype, lx="C", ly="C", seed=0):
     return x, y
 
 
-def _check_sum(kernel, dtype, n, m, d, wkind, lx, ly):
+def _check_weighted(op, kernel, dtype, n, m, d, wkind, lx, ly):
+    """``op`` ("kernel_sum" or "kernel_flow") against the float64 oracle and the plain formula in ``dtype``."""
+    scale = {"kernel_sum": sum_scale, "kernel_flow": flow_scale}[op]
     x, y = _inputs(kernel, n, m, d, dtype, lx, ly)
     w = make_weights(m, wkind, dtype)
-    out = gk.kernel_sum(x, y, kernel, w)
-    oracle = ref.kernel_sum(to64(x), to64(y), kernel, to64(w))
-    naive = None if dtype == torch.float64 else ref.kernel_sum(x, y, kernel, w)
-    assert_accurate(out, oracle, naive, dtype, sum_scale(x, y, kernel, w), "kernel_sum")
-
-
-def _check_flow(kernel, dtype, n, m, d, wkind, lx, ly):
-    x, y = _inputs(kernel, n, m, d, dtype, lx, ly)
-    w = make_weights(m, wkind, dtype)
-    out = gk.kernel_flow(x, y, kernel, w)
-    oracle = ref.kernel_flow(to64(x), to64(y), kernel, to64(w))
-    naive = None if dtype == torch.float64 else ref.kernel_flow(x, y, kernel, w)
-    assert_accurate(out, oracle, naive, dtype, flow_scale(x, y, kernel, w), "kernel_flow")
+    out = getattr(gk, op)(x, y, kernel, w)
+    oracle = getattr(ref, op)(to64(x), to64(y), kernel, to64(w))
+    naive = None if dtype == torch.float64 else getattr(ref, op)(x, y, kernel, w)
+    assert_accurate(out, oracle, naive, dtype, scale(x, y, kernel, w), op)
 
 
 def _check_mmd2(kernel, dtype, n, m, d, lx, ly, estimator):
@@ -180,7 +173,7 @@ def test_reference_eager_baseline_matches_oracle():
 @dtypes
 @pytest.mark.parametrize("case", SUM_CASES, ids=_case_id)
 def test_kernel_sum(kernel, dtype, case):
-    _check_sum(kernel, dtype, *case)
+    _check_weighted("kernel_sum", kernel, dtype, *case)
 
 
 BIG_CASES = [pytest.param(k, dt, id=f"{dtype_id(dt)}-{kernel_id(k)}")
@@ -189,7 +182,7 @@ BIG_CASES = [pytest.param(k, dt, id=f"{dtype_id(dt)}-{kernel_id(k)}")
 
 @pytest.mark.parametrize("kernel,dtype", BIG_CASES)
 def test_kernel_sum_big(kernel, dtype):
-    _check_sum(kernel, dtype, 1023, 127, 300, "MC", "T", "C")
+    _check_weighted("kernel_sum", kernel, dtype, 1023, 127, 300, "MC", "T", "C")
 
 
 def test_kernel_sum_output_shapes():
@@ -230,13 +223,13 @@ def test_coincident_points(kernel, dtype, same):
 @dtypes
 @pytest.mark.parametrize("case", FLOW_CASES, ids=_case_id)
 def test_kernel_flow(kernel, dtype, case):
-    _check_flow(kernel, dtype, *case)
+    _check_weighted("kernel_flow", kernel, dtype, *case)
 
 
 @pytest.mark.parametrize("kernel,dtype", [c for c in BIG_CASES if c.values[1] in (torch.float32, torch.bfloat16)
                                            and not isinstance(c.values[0], Polynomial)])
 def test_kernel_flow_big(kernel, dtype):
-    _check_flow(kernel, dtype, 127, 1023, 300, "M", "S", "C")
+    _check_weighted("kernel_flow", kernel, dtype, 127, 1023, 300, "M", "S", "C")
 
 
 def test_kernel_flow_is_gradient_of_kernel_sum():

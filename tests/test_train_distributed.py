@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 import train_dist_worker as W
+from conftest import child_env, torchrun_train
 from test_distributed import _launch
 from gankernels.train import ConfigError, train
 from gankernels.train.parallel import World, check_batch, current_world
@@ -174,17 +171,9 @@ def test_batch_not_divisible_by_the_world_size(runs):
 
 def test_torchrun_launch_of_the_cli(tmp_path):
     """The README's command: ``torchrun --standalone --nproc-per-node 2 -m gankernels train ...`` (env:// init)."""
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    if torchrun is None:
-        pytest.skip("torchrun is not installed beside this python")
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     out = tmp_path / "run"
-    argv = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "gankernels", "train", "--recipe", "flow-gan",
-            "--data", "ring8", "--batch", "8", "--steps", "2", "--hidden", "8", "--out", str(out)]
-    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    lines = res.stdout.strip().splitlines()
+    res, lines = torchrun_train(2, ["--recipe", "flow-gan", "--data", "ring8", "--batch", "8", "--steps", "2",
+                                    "--hidden", "8", "--out", str(out)], child_env(), timeout=120)
     assert len(lines) == 1 and json.loads(lines[0])["step"] == 2, res.stdout   # rank 0 alone prints
     progress = [line for line in res.stderr.splitlines() if line.startswith("[")]   # one per evaluation
     assert [p.split(" | ")[0][-3:] for p in progress] == ["1/2", "2/2"], res.stderr[-2000:]

@@ -14,11 +14,10 @@ the sharded ops' blocks) -- which lets the comparison be tight.
 from __future__ import annotations
 
 import os
-import sys
-import traceback
-from datetime import timedelta
 
 import torch
+
+from worker_process import error_of, join_group, run, save_and_leave
 
 BATCH = 16   # the global batch: 8 rows per rank
 STEPS = 3
@@ -50,22 +49,12 @@ def available(case: str) -> bool:
     return need is None or hasattr(gk, need)
 
 
-def _error(fn):
-    try:
-        fn()
-    except Exception as err:  # noqa: BLE001 -- recorded and checked by the test
-        return type(err).__name__, str(err)
-    return None
-
-
 def main(out_dir: str) -> None:
     from gankernels.train import resume, train
 
     torch.set_default_dtype(torch.float64)
-    dist = torch.distributed
-    dist.init_process_group("gloo", init_method=os.environ["GANKERNELS_TEST_INIT"], rank=int(os.environ["RANK"]),
-                            world_size=int(os.environ["WORLD_SIZE"]), timeout=timedelta(seconds=60))
-    rank = dist.get_rank()
+    join_group()
+    rank = torch.distributed.get_rank()
     results = {}
     for case in CASES:
         if available(case):
@@ -77,15 +66,9 @@ def main(out_dir: str) -> None:
                                progress=False, use_matplotlib=False)
     bad = config("flow-gan")
     bad.batch = 15
-    results["err_batch"] = _error(lambda: train(bad, os.path.join(out_dir, "bad"), progress=False))
-    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    dist.barrier()
-    dist.destroy_process_group()
+    results["err_batch"] = error_of(lambda: train(bad, os.path.join(out_dir, "bad"), progress=False))
+    save_and_leave(results, out_dir)
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1])
-    except BaseException:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)
