@@ -125,6 +125,18 @@ std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, cons
   return {out.to(x.scalar_type()), out_sq.to(x.scalar_type())};
 }
 
+// ksum_backward / kform: the points, and the weights g [N, C] (named gname) and w [M, C] in the accumulation type.
+std::tuple<Prepared, at::Tensor, at::Tensor> prepare_form(const at::Tensor& x, const std::optional<at::Tensor>& y,
+                                                          const at::Tensor& g, const char* gname, const at::Tensor& w,
+                                                          int64_t family) {
+  Prepared p = prepare(x, y, family);
+  check_rows(w, p.M, "w");
+  check_rows(g, p.N, gname);
+  TORCH_CHECK_VALUE(g.size(1) == w.size(1), gname, " and w must have the same number of columns");
+  at::Tensor ga = prep(g, p.acc), wa = prep(w, p.acc);
+  return {std::move(p), std::move(ga), std::move(wa)};
+}
+
 // The flow part of ksum_backward's job: gx (row side) and gy (column side) of sum_ic g_ic ksum(x, y, w)_ic for
 // fixed w.  Self mode: d/dx of sum_ab (g_a . w_b) k_ab has the symmetric pair weight g_a . w_b + w_a . g_b, whose
 // two factors [g, w] and [w, g] are built here and must outlive the run (`keep`).
@@ -168,12 +180,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
                                                                  at::ArrayRef<double> params,
                                                                  std::array<bool, 3> mask) {
   check_ksum_backward_args(grad, x, y, w, family, params);
-  Prepared p = prepare(x, y, family);
-  check_rows(w, p.M, "w");
-  check_rows(grad, p.N, "grad");
-  TORCH_CHECK_VALUE(grad.size(1) == w.size(1), "grad and w must have the same number of columns");
+  auto [p, ga, wa] = prepare_form(x, y, grad, "grad", w, family);
   const int64_t C = w.size(1);
-  at::Tensor wa = prep(w, p.acc), ga = prep(grad, p.acc);
   const bool need_x = mask[0], need_y = mask[1] && !p.self, need_w = mask[2];
   auto [gx, gy] = zero_point_grads(p, x);
   at::Tensor gw = at::zeros({p.M, C}, x.options().dtype(p.acc));
@@ -203,11 +211,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kform_cpu(const at::Tensor& x, co
                                                          const at::Tensor& g, const at::Tensor& w, int64_t family,
                                                          at::ArrayRef<double> params, std::array<bool, 2> mask) {
   check_kform_args(x, y, g, w, family, params);
-  Prepared p = prepare(x, y, family);
-  check_rows(w, p.M, "w");
-  check_rows(g, p.N, "g");
-  TORCH_CHECK_VALUE(g.size(1) == w.size(1), "g and w must have the same number of columns");
-  at::Tensor wa = prep(w, p.acc), ga = prep(g, p.acc);
+  auto [p, ga, wa] = prepare_form(x, y, g, "g", w, family);
   at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
   auto [gx, gy] = zero_point_grads(p, x);
   std::array<at::Tensor, 2> keep;

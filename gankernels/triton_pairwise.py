@@ -85,7 +85,7 @@ Limits:
 from __future__ import annotations
 
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -551,8 +551,44 @@ def _param_tensor(family, params, dtype, device):
     return device_constants(vals, dtype, device), n_mix, ip
 
 
-def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode, out_sq=None):
+class _Problem(NamedTuple):
+    """What every launch of one op call shares: the configuration, the input dtype, the (shifted) row-major
+    points (y is x in self mode) and the family's derived constants (P on the device, NP, IP)."""
+    cfg: LaunchConfig
+    dtype: torch.dtype
+    x: torch.Tensor
+    y: torch.Tensor
+    self_mode: bool
+    family: int
+    P: torch.Tensor
+    NP: int
+    IP: int
+
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        return as_rows(t, self.dtype)
+
+    def grad_out(self, rows: int, cols: int, needed: bool) -> torch.Tensor:
+        """A gradient output [rows, cols] in the accumulation dtype: uninitialised where a kernel writes it
+        (needed), zeros where it is not asked for."""
+        make = torch.empty if needed else torch.zeros
+        return make((rows, cols), dtype=self.cfg.acc_torch, device=self.x.device)
+
+
+def _prepare(x, y, family, params) -> _Problem:
+    """The launches' shared state for arguments already checked (``_checks``)."""
+    dtype = x.dtype
+    cfg = LaunchConfig(x)
+    fam = int(family)
+    P, n_mix, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
+    x, y = _shift_radial(fam, x, y)
+    xr = as_rows(x, dtype)
+    yr = xr if y is None else as_rows(y, dtype)
+    return _Problem(cfg, dtype, xr, yr, y is None, fam, P, n_mix, ip)
+
+
+def _launch_pair(pb: _Problem, R, Q, RC, QC, out, *, flow, out_sq=None):
     """out_sq (sums only, same shape and strides as out): also the sums of the squared kernel values."""
+    cfg, fam = pb.cfg, pb.family
     NR, D = R.shape
     NQ = Q.shape[0]
     C = QC.shape[1]
@@ -568,11 +604,11 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode, ou
     grid = (triton.cdiv(NR, cfg.bi), triton.cdiv(NO, bo))
     RCt = RC if RC is not None else QC
     _pair_kernel[grid](
-        R, Q, RCt, QC, out, out if out_sq is None else out_sq, P,
+        R, Q, RCt, QC, out, out if out_sq is None else out_sq, pb.P,
         NR, NQ, D, C, NO,
         row_stride(R), row_stride(Q), row_stride(RCt), row_stride(QC), row_stride(out),
-        np_, ip,
-        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=self_mode, SQUARE=out_sq is not None,
+        pb.NP, pb.IP,
+        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=pb.self_mode, SQUARE=out_sq is not None,
         ACC=cfg.acc, PREC=cfg.prec,
         BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
@@ -580,7 +616,8 @@ def _launch_pair(cfg, fam, P, np_, ip, R, Q, RC, QC, out, *, flow, self_mode, ou
     return out
 
 
-def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self_mode, accum_d):
+def _launch_hvp(pb: _Problem, R, Q, H, RC, QC, outd, outc, *, side, accum_d):
+    cfg, fam = pb.cfg, pb.family
     NR, D = R.shape
     NQ = Q.shape[0]
     C = RC.shape[1]
@@ -601,28 +638,17 @@ def _launch_hvp(cfg, fam, P, np_, ip, R, Q, H, RC, QC, outd, outc, *, side, self
     od = outd if need_d else R  # dummies are never touched (constexpr-disabled)
     oc = outc if need_c else RC
     _hvp_kernel[grid](
-        R, Q, H, RC, QC, od, oc, P,
+        R, Q, H, RC, QC, od, oc, pb.P,
         NR, NQ, D, C,
         row_stride(R), row_stride(Q), row_stride(H), row_stride(RC), row_stride(QC), row_stride(od), row_stride(oc),
-        np_, ip,
-        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, SIDE=side, SELF=self_mode,
+        pb.NP, pb.IP,
+        FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, SIDE=side, SELF=pb.self_mode,
         NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum_d,
         ACC=cfg.acc, PREC=cfg.prec,
         BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C),
         BLOCK_OD=bod, BLOCK_OC=boc,
         num_warps=cfg.hvp_warps, num_stages=cfg.num_stages,
     )
-
-
-def _prepare(x, y, family):
-    """Launch configuration and row-major points of arguments already checked (``_checks``)."""
-    dtype = x.dtype
-    cfg = LaunchConfig(x)
-    x, y = _shift_radial(int(family), x, y)
-    xr = as_rows(x, dtype)
-    if y is None:
-        return cfg, dtype, xr, xr, True
-    return cfg, dtype, xr, as_rows(y, dtype), False
 
 
 def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
@@ -643,13 +669,6 @@ def _shift_radial(fam: int, x: torch.Tensor, y: Optional[torch.Tensor]):
     return xs, None if y is None else (parts[1] - c).to(y.dtype)
 
 
-def _grad_out(rows, cols, needed, like, dtype):
-    """A gradient output [rows, cols] on like's device: uninitialised where a kernel writes it (needed), zeros
-    where it is not asked for."""
-    make = torch.empty if needed else torch.zeros
-    return make((rows, cols), dtype=dtype, device=like.device)
-
-
 # ----------------------------------------------------------------------------
 # The four ops
 # ----------------------------------------------------------------------------
@@ -658,13 +677,11 @@ def ksum(x: torch.Tensor, y: Optional[torch.Tensor], w: torch.Tensor, family: in
          params: Sequence[float]) -> torch.Tensor:
     """out[N, C] = sum_j k(x_i, y_j) w_jc."""
     _checks.ksum_args(x, y, w, family, params)
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
-    fam = int(family)
-    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    wr = as_rows(w, dtype)
-    out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
-    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode)
-    return out.to(dtype)
+    pb = _prepare(x, y, family, params)
+    wr = pb.rows(w)
+    out = pb.grad_out(pb.x.size(0), wr.size(1), True)
+    _launch_pair(pb, pb.x, pb.y, None, wr, out, flow=False)
+    return out.to(pb.dtype)
 
 
 @on_input_device
@@ -672,14 +689,12 @@ def ksum_and_square(x: torch.Tensor, w: torch.Tensor, family: int,
                     params: Sequence[float]) -> Tuple[torch.Tensor, torch.Tensor]:
     """(out, out_sq) [N, C]: sum_j k(x_i, x_j) w_jc and sum_j k(x_i, x_j)^2 w_jc, one pass (forward only)."""
     _checks.ksum_args(x, None, w, family, params)
-    cfg, dtype, xr, yr, self_mode = _prepare(x, None, family)
-    fam = int(family)
-    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    wr = as_rows(w, dtype)
-    out = torch.empty((xr.size(0), wr.size(1)), dtype=cfg.acc_torch, device=x.device)
+    pb = _prepare(x, None, family, params)
+    wr = pb.rows(w)
+    out = pb.grad_out(pb.x.size(0), wr.size(1), True)
     out_sq = torch.empty_like(out)
-    _launch_pair(cfg, fam, P, np_, ip, xr, yr, None, wr, out, flow=False, self_mode=self_mode, out_sq=out_sq)
-    return out.to(dtype), out_sq.to(dtype)
+    _launch_pair(pb, pb.x, pb.y, None, wr, out, flow=False, out_sq=out_sq)
+    return out.to(pb.dtype), out_sq.to(pb.dtype)
 
 
 @on_input_device
@@ -687,33 +702,24 @@ def ksum_backward(g: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], w
                   params: Sequence[float], mask: Sequence[bool]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx [N, D], gy [M, D] or [0, D] in self mode, gw [M, C]) of L = sum g * ksum(x, y, w)."""
     _checks.ksum_backward_args(g, x, y, w, family, params, mask)
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
-    fam = int(family)
-    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    gr = as_rows(g, dtype)
-    wr = as_rows(w, dtype)
-    N, D = xr.shape
-    M = yr.shape[0]
-    C = wr.shape[1]
-    mask = [bool(m) for m in mask]
-    acc = cfg.acc_torch
-    gx = _grad_out(N, D, mask[0], x, acc)
-    if self_mode:
-        gy = _grad_out(0, D, False, x, acc)
-    else:
-        gy = _grad_out(M, D, mask[1], x, acc)
-    gw = _grad_out(M, C, mask[2], x, acc)
-    if mask[0]:
-        if self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
-            _launch_pair(cfg, fam, P, np_, ip, xr, xr, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx,
-                         flow=True, self_mode=True)
+    pb = _prepare(x, y, family, params)
+    gr, wr = pb.rows(g), pb.rows(w)
+    (N, D), M, C = pb.x.shape, pb.y.shape[0], wr.shape[1]
+    need_x, need_y, need_w = (bool(m) for m in mask)
+    need_y = need_y and not pb.self_mode
+    gx = pb.grad_out(N, D, need_x)
+    gy = pb.grad_out(0 if pb.self_mode else M, D, need_y)
+    gw = pb.grad_out(M, C, need_w)
+    if need_x:
+        if pb.self_mode:  # both roles at once: p_ij = g_i . w_j + w_i . g_j
+            _launch_pair(pb, pb.x, pb.x, torch.cat([gr, wr], 1), torch.cat([wr, gr], 1), gx, flow=True)
         else:
-            _launch_pair(cfg, fam, P, np_, ip, xr, yr, gr, wr, gx, flow=True, self_mode=False)
-    if mask[1] and not self_mode:
-        _launch_pair(cfg, fam, P, np_, ip, yr, xr, wr, gr, gy, flow=True, self_mode=False)
-    if mask[2]:
-        _launch_pair(cfg, fam, P, np_, ip, yr, xr, None, gr, gw, flow=False, self_mode=self_mode)
-    return gx.to(dtype), gy.to(dtype), gw.to(dtype)
+            _launch_pair(pb, pb.x, pb.y, gr, wr, gx, flow=True)
+    if need_y:
+        _launch_pair(pb, pb.y, pb.x, wr, gr, gy, flow=True)
+    if need_w:
+        _launch_pair(pb, pb.y, pb.x, None, gr, gw, flow=False)
+    return gx.to(pb.dtype), gy.to(pb.dtype), gw.to(pb.dtype)
 
 
 @on_input_device
@@ -734,14 +740,10 @@ def kflow(x: torch.Tensor, y: Optional[torch.Tensor], a: torch.Tensor, b: torch.
           params: Sequence[float]) -> torch.Tensor:
     """out[N, D] = sum_j (a_i . b_j) grad_1 k(x_i, y_j)."""
     _checks.kflow_args(x, y, a, b, family, params)
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
-    fam = int(family)
-    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    ar = as_rows(a, dtype)
-    br = as_rows(b, dtype)
-    out = torch.empty(xr.shape, dtype=cfg.acc_torch, device=x.device)
-    _launch_pair(cfg, fam, P, np_, ip, xr, yr, ar, br, out, flow=True, self_mode=self_mode)
-    return out.to(dtype)
+    pb = _prepare(x, y, family, params)
+    out = pb.grad_out(*pb.x.shape, True)
+    _launch_pair(pb, pb.x, pb.y, pb.rows(a), pb.rows(b), out, flow=True)
+    return out.to(pb.dtype)
 
 
 @on_input_device
@@ -750,35 +752,25 @@ def kflow_backward(h: torch.Tensor, x: torch.Tensor, y: Optional[torch.Tensor], 
                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(gx, gy, ga, gb) of L = sum_i h_i . kflow(x, y, a, b)_i; self mode: gx total, gy [0, D]."""
     _checks.kflow_backward_args(h, x, y, a, b, family, params, mask)
-    cfg, dtype, xr, yr, self_mode = _prepare(x, y, family)
-    fam = int(family)
-    P, np_, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
-    hr = as_rows(h, dtype)
-    ar = as_rows(a, dtype)
-    br = as_rows(b, dtype)
-    N, D = xr.shape
-    M = yr.shape[0]
-    C = ar.shape[1]
-    mask = [bool(m) for m in mask]
-    acc = cfg.acc_torch
-    gx = _grad_out(N, D, mask[0], x, acc)
-    ga = _grad_out(N, C, mask[2], x, acc)
-    gb = _grad_out(M, C, mask[3], x, acc)
-    if self_mode:
-        gy = _grad_out(0, D, False, x, acc)
-        # role 1 (rows of x own the flow outputs): gx part 1 and ga
-        _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
-                    side=0, self_mode=True, accum_d=False)
-        # role 2 (x as the looped-over set): gx part 2 (accumulated) and gb
-        _launch_hvp(cfg, fam, P, np_, ip, xr, xr, hr, br, ar, gx if mask[0] else None, gb if mask[3] else None,
-                    side=1, self_mode=True, accum_d=True)
+    pb = _prepare(x, y, family, params)
+    hr, ar, br = pb.rows(h), pb.rows(a), pb.rows(b)
+    (N, D), M, C = pb.x.shape, pb.y.shape[0], ar.shape[1]
+    need_x, need_y, need_a, need_b = (bool(m) for m in mask)
+    need_y = need_y and not pb.self_mode
+    gx = pb.grad_out(N, D, need_x)
+    gy = pb.grad_out(0 if pb.self_mode else M, D, need_y)
+    ga = pb.grad_out(N, C, need_a)
+    gb = pb.grad_out(M, C, need_b)
+    # side 0: the rows of x own the flow outputs (gx, ga); side 1: the other set's rows (gy, gb).  Self mode:
+    # both sides are x's, the second accumulated into gx.
+    _launch_hvp(pb, pb.x, pb.y, hr, ar, br, gx if need_x else None, ga if need_a else None, side=0, accum_d=False)
+    if pb.self_mode:
+        _launch_hvp(pb, pb.x, pb.x, hr, br, ar, gx if need_x else None, gb if need_b else None, side=1,
+                    accum_d=True)
     else:
-        gy = _grad_out(M, D, mask[1], x, acc)
-        _launch_hvp(cfg, fam, P, np_, ip, xr, yr, hr, ar, br, gx if mask[0] else None, ga if mask[2] else None,
-                    side=0, self_mode=False, accum_d=False)
-        _launch_hvp(cfg, fam, P, np_, ip, yr, xr, hr, br, ar, gy if mask[1] else None, gb if mask[3] else None,
-                    side=1, self_mode=False, accum_d=False)
-    return gx.to(dtype), gy.to(dtype), ga.to(dtype), gb.to(dtype)
+        _launch_hvp(pb, pb.y, pb.x, hr, br, ar, gy if need_y else None, gb if need_b else None, side=1,
+                    accum_d=False)
+    return gx.to(pb.dtype), gy.to(pb.dtype), ga.to(pb.dtype), gb.to(pb.dtype)
 
 
 # ----------------------------------------------------------------------------
