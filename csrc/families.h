@@ -492,6 +492,14 @@ struct Family {
   // sum_k exp(c_k z), the doubling ladder reusing exponentials; steep components as a * (b * z)
   void eval_gaussian(const T* __restrict z, int64_t n,
                      T* __restrict v, T* __restrict d1, T* __restrict d2, T* __restrict tmp) const {
+    // chunk by chunk, so that the component loops re-read z, tmp, v, d1, d2 from L1, not from L2
+    constexpr int64_t kChunk = 512;
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk)
+      eval_gaussian_chunk(z + i0, std::min(kChunk, n - i0), v ? v + i0 : nullptr, d1 ? d1 + i0 : nullptr,
+                          d2 ? d2 + i0 : nullptr, tmp + i0);
+  }
+  void eval_gaussian_chunk(const T* __restrict z, int64_t n,
+                           T* __restrict v, T* __restrict d1, T* __restrict d2, T* __restrict tmp) const {
     for (size_t k = 0; k < p.size(); ++k) {
       const Comp& cp = comps[k];
       const T c = p[k];
