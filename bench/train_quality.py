@@ -161,7 +161,7 @@ def parse_args(argv=None):
     ap.add_argument("--recipes", nargs="+", default=None,
                     help="recipe names; fgan:DIVERGENCE for one f-divergence (default: every recipe and "
                     f"every divergence; --published: {' '.join(PUBLISHED_RECIPES)})")
-    ap.add_argument("--refine", action="store_true", help="also measure Langevin refinement (% HQ)")
+    ap.add_argument("--refine", action="store_true", help="also measure Langevin refinement (%% HQ)")
     ap.add_argument("--published", action="store_true",
                     help="the VEEGAN / PacGAN mixture protocol, several --seeds, mean +- std next to the papers")
     ap.add_argument("--seeds", nargs="+", type=int, default=None,
