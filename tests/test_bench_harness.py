@@ -197,7 +197,7 @@ def test_results_json_written_before_the_expansion_variant_still_renders():
     assert "vs best eager" in report.render_markdown(result, "## x")
 
 
-DISTANCE_OPS = ("mmd2", "kernel_sum", "kernel_flow", "witness", "smoothed_score", "kernel_langevin", "kde_langevin")
+DISTANCE_OPS = ("mmd2", "mmd2_x", "kernel_sum", "kernel_flow", "witness", "smoothed_score", "kernel_langevin", "kde_langevin")
 
 
 @pytest.mark.parametrize("op", list(OPS))
