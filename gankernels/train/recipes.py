@@ -300,7 +300,9 @@ class MMDGAN(Recipe):
 
     def generator_step(self, ctx):
         real, fake = ctx.real(), self.G(ctx.noise())
-        return {"loss_g": self.update("G", ctx.ops.mmd2(self.phi(real), self.phi(fake), self.kernel, "unbiased"))}
+        with torch.no_grad():  # the real features need no gradient here: mmd2 then skips their side's work
+            hr = self.phi(real)
+        return {"loss_g": self.update("G", ctx.ops.mmd2(hr, self.phi(fake), self.kernel, "unbiased"))}
 
     def critic(self, real, fake):
         with torch.no_grad():
