@@ -530,14 +530,23 @@ struct Family {
     }
   }
 
+  // RationalQuadratic and InverseMultiquadric, both C (1 + z/s)^beta per component: a steep component through
+  // pow_steep, the others through the family's plain loop `plain(component)`.
+  template <typename Plain>
+  void power_components(const T* __restrict z, int64_t n, T* __restrict v, T* __restrict d1, T* __restrict d2,
+                        Plain plain) const {
+    for (const Comp& cp : comps) {
+      if (cp.steep)
+        pow_steep(cp, z, n, v, d1, d2);
+      else
+        plain(cp);
+    }
+  }
+
   // sum_k (1 + z / (2 alpha_k l^2))^-alpha_k (steep components: pow_steep)
   void eval_rational_quadratic(const T* __restrict z, int64_t n,
                                T* __restrict v, T* __restrict d1, T* __restrict d2) const {
-    for (const Comp& cp : comps) {
-      if (cp.steep) {
-        pow_steep(cp, z, n, v, d1, d2);
-        continue;
-      }
+    power_components(z, n, v, d1, d2, [&](const Comp& cp) {
       const T a = -cp.beta, inv = cp.inv, c1 = cp.c1, c2 = cp.c2;
       for (int64_t i = 0; i < n; ++i) {
         const T base = T(1) + z[i] * inv;
@@ -547,17 +556,13 @@ struct Family {
         if (d1) d1[i] += -val * ib * c1;
         if (d2) d2[i] += c2 * val * ib * ib;
       }
-    }
+    });
   }
 
   // sum_k (c_k^2 + z)^beta (steep components: pow_steep)
   void eval_inverse_multiquadric(const T* __restrict z, int64_t n,
                                  T* __restrict v, T* __restrict d1, T* __restrict d2) const {
-    for (const Comp& cp : comps) {
-      if (cp.steep) {
-        pow_steep(cp, z, n, v, d1, d2);
-        continue;
-      }
+    power_components(z, n, v, d1, d2, [&](const Comp& cp) {
       const T beta = cp.beta, bm1 = cp.bm1, c2 = cp.c1;
       for (int64_t i = 0; i < n; ++i) {
         const T q = c2 + z[i];
@@ -567,7 +572,7 @@ struct Family {
         if (d1) d1[i] += beta * val * iq;
         if (d2) d2[i] += beta * (bm1 * (val * iq * iq));
       }
-    }
+    });
   }
 
   // sum_k exp(-sqrt(z) / s_k); the derivatives are set to 0 at the kink z = 0
