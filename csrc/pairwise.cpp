@@ -46,8 +46,8 @@ void shift_radial(Prepared& p, int64_t family) {
   if (!p.self) p.y = p.y - c;
 }
 
+// Arguments already checked (checks.h: check_*_args, first thing in every op).
 Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y, int64_t family) {
-  check_points(x, "x");
   Prepared p;
   p.acc = acc_type(x);
   p.self = !y.has_value();
@@ -57,9 +57,6 @@ Prepared prepare(const at::Tensor& x, const std::optional<at::Tensor>& y, int64_
   if (p.self) {
     p.M = p.N;
   } else {
-    check_points(*y, "y");
-    TORCH_CHECK_VALUE(y->size(1) == p.D, "x and y must have the same dimension, got ", p.D, " and ", y->size(1));
-    TORCH_CHECK_TYPE(y->scalar_type() == x.scalar_type(), "x and y must have the same dtype");
     p.y = prep(*y, p.acc);
     p.M = y->size(0);
   }
@@ -106,7 +103,6 @@ at::Tensor ksum_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, con
                     at::ArrayRef<double> params) {
   check_ksum_args(x, y, w, family, params);
   Prepared p = prepare(x, y, family);
-  check_rows(w, p.M, "w");
   at::Tensor wa = prep(w, p.acc);
   at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
   run_sum(p, wa, family, params, out, nullptr);
@@ -117,7 +113,6 @@ std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, cons
                                                        at::ArrayRef<double> params) {
   check_ksum_and_square_args(x, w, family, params);
   Prepared p = prepare(x, std::nullopt, family);
-  check_rows(w, p.N, "w");
   at::Tensor wa = prep(w, p.acc);
   at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
   at::Tensor out_sq = at::zeros_like(out);
@@ -125,14 +120,10 @@ std::tuple<at::Tensor, at::Tensor> ksum_and_square_cpu(const at::Tensor& x, cons
   return {out.to(x.scalar_type()), out_sq.to(x.scalar_type())};
 }
 
-// ksum_backward / kform: the points, and the weights g [N, C] (named gname) and w [M, C] in the accumulation type.
+// ksum_backward / kform: the points, and the weights g [N, C] and w [M, C] in the accumulation type.
 std::tuple<Prepared, at::Tensor, at::Tensor> prepare_form(const at::Tensor& x, const std::optional<at::Tensor>& y,
-                                                          const at::Tensor& g, const char* gname, const at::Tensor& w,
-                                                          int64_t family) {
+                                                          const at::Tensor& g, const at::Tensor& w, int64_t family) {
   Prepared p = prepare(x, y, family);
-  check_rows(w, p.M, "w");
-  check_rows(g, p.N, gname);
-  TORCH_CHECK_VALUE(g.size(1) == w.size(1), gname, " and w must have the same number of columns");
   at::Tensor ga = prep(g, p.acc), wa = prep(w, p.acc);
   return {std::move(p), std::move(ga), std::move(wa)};
 }
@@ -180,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ksum_backward_cpu(const at::Tenso
                                                                  at::ArrayRef<double> params,
                                                                  std::array<bool, 3> mask) {
   check_ksum_backward_args(grad, x, y, w, family, params);
-  auto [p, ga, wa] = prepare_form(x, y, grad, "grad", w, family);
+  auto [p, ga, wa] = prepare_form(x, y, grad, w, family);
   const int64_t C = w.size(1);
   const bool need_x = mask[0], need_y = mask[1] && !p.self, need_w = mask[2];
   auto [gx, gy] = zero_point_grads(p, x);
@@ -211,7 +202,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kform_cpu(const at::Tensor& x, co
                                                          const at::Tensor& g, const at::Tensor& w, int64_t family,
                                                          at::ArrayRef<double> params, std::array<bool, 2> mask) {
   check_kform_args(x, y, g, w, family, params);
-  auto [p, ga, wa] = prepare_form(x, y, g, "g", w, family);
+  auto [p, ga, wa] = prepare_form(x, y, g, w, family);
   at::Tensor out = at::zeros({p.N, w.size(1)}, x.options().dtype(p.acc));
   auto [gx, gy] = zero_point_grads(p, x);
   std::array<at::Tensor, 2> keep;
@@ -234,9 +225,6 @@ at::Tensor kflow_cpu(const at::Tensor& x, const std::optional<at::Tensor>& y, co
                      const at::Tensor& b, int64_t family, at::ArrayRef<double> params) {
   check_kflow_args(x, y, a, b, family, params);
   Prepared p = prepare(x, y, family);
-  check_rows(a, p.N, "a");
-  check_rows(b, p.M, "b");
-  TORCH_CHECK_VALUE(a.size(1) == b.size(1), "a and b must have the same number of columns");
   at::Tensor aa = prep(a, p.acc), ba = prep(b, p.acc);
   at::Tensor out = at::zeros({p.N, p.D}, x.options().dtype(p.acc));
   AT_DISPATCH_FLOATING_TYPES(p.acc, "kflow_cpu", [&] {
@@ -261,10 +249,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kflow_backward_cpu(
     const at::Tensor& b, int64_t family, at::ArrayRef<double> params, std::array<bool, 4> mask) {
   check_kflow_backward_args(grad, x, y, a, b, family, params);
   Prepared p = prepare(x, y, family);
-  check_rows(a, p.N, "a");
-  check_rows(b, p.M, "b");
-  check_rows(grad, p.N, "grad");
-  TORCH_CHECK_VALUE(grad.size(1) == p.D, "grad must have shape [N, D]");
   const int64_t C = a.size(1);
   at::Tensor aa = prep(a, p.acc), ba = prep(b, p.acc), ha = prep(grad, p.acc);
   auto opts = x.options().dtype(p.acc);

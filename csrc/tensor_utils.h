@@ -24,12 +24,6 @@ inline void check_points(const at::Tensor& x, const char* name) {
   TORCH_CHECK_VALUE(x.size(0) > 0 && x.size(1) > 0, name, " must be non-empty, got shape ", x.sizes());
 }
 
-inline void check_rows(const at::Tensor& t, int64_t rows, const char* name) {
-  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == rows, name, " must be 2-D with ", rows, " rows, got shape ",
-                    t.sizes());
-  TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), name, " must be a floating tensor");
-}
-
 // t must live where ref does (a CPU kernel can be reached with a tensor of another
 // device only through a mixed call; the message then names both).
 inline void check_device(const at::Tensor& t, const at::Tensor& ref, const char* name, const char* ref_name) {
