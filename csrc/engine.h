@@ -142,7 +142,8 @@ struct Scratch {
   std::vector<T> cw;           // the weights of the close pairs, taken out of a coefficient tile
   explicit Scratch(int64_t D) {
     const int64_t t = kTileI * kTileJ;
-    z.resize(t); v.resize(t); d1.resize(t); d2.resize(t); tmp.resize(t);
+    z.resize(2 * t);  // twice a tile: the score backward's stacked dots (tile_z's dots_in_z)
+    v.resize(t); d1.resize(t); d2.resize(t); tmp.resize(t);
     p.resize(t); q.resize(t); w.resize(t); hy.resize(t);
     yt.resize(kTileJ * std::max<int64_t>(D, 1));
     rs.resize(std::max(kTileI, kTileJ));
@@ -209,10 +210,12 @@ void tile_dots(const T* A, const T* B, const T* Bt, int64_t bi, int64_t bj, int6
   }
 }
 
-// z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.
+// z_ij for a tile (ldz = bj); radial kernels also list the close pairs in s.close.  dots_in_z (D > kSmallD
+// only): the caller has already put X_i . Y_j into s.z (one GEMM over more rows than X's, e.g. the score
+// backward's stacked [X; G]), so only the expansion and the close pairs are left.
 template <typename T>
 void tile_z(const Job<T>& job, bool radial, const double* xn, const double* yn, int64_t i0, int64_t bi,
-            int64_t j0, int64_t bj, Scratch<T>& s) {
+            int64_t j0, int64_t bj, Scratch<T>& s, bool dots_in_z = false) {
   const int64_t D = job.D;
   const T* Xi = job.X + i0 * D;
   const T* Yj = job.Y + j0 * D;
@@ -235,7 +238,7 @@ void tile_z(const Job<T>& job, bool radial, const double* xn, const double* yn, 
       }
     }
   } else {
-    mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
+    if (!dots_in_z) mm<T>(false, true, bi, bj, D, T(1), Xi, D, Yj, D, T(0), z, bj);
     if (!radial) return;
     // One pass: z = |a|^2 + |b|^2 - 2 a.b with the norms (doubles) and the sum in double, so the dot
     // products' rounding is the only cancellation error left; the same pass finds the close pairs
