@@ -235,7 +235,8 @@ def _engine_variants(arch: int) -> List[Variant]:
                         if (bc, bo) != top and (fam != 0 or self_mode):
                             continue
                         cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
-                                  SQUARE=False, **common, BLOCK_I=fc.bi, BLOCK_J=fc.flow_bj if flow else fc.bj,
+                                  SQUARE=False, **common, BLOCK_I=fc.bi,
+                                  BLOCK_J=fc.flow_bj if flow else fc.self_bj if self_mode else fc.bj,
                                   BLOCK_D=fc.bd, BLOCK_C=bc, BLOCK_O=bo)
                         out.append(_variant(te._pair_kernel, arch, dt, prec, fc, pair_ptrs, cx,
                                             representative=flow and not self_mode and (bc, bo) == top
@@ -244,7 +245,7 @@ def _engine_variants(arch: int) -> List[Variant]:
         for fam in _FAMILIES:
             fc = cfg.for_family(fam)
             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
-                      **common, BLOCK_I=fc.bi, BLOCK_J=fc.sq_bj, BLOCK_D=fc.bd, BLOCK_C=fc.cblock(2),
+                      **common, BLOCK_I=fc.bi, BLOCK_J=fc.self_bj, BLOCK_D=fc.bd, BLOCK_C=fc.cblock(2),
                       BLOCK_O=fc.oblock(2))
             out.append(_variant(te._pair_kernel, arch, dt, prec, fc, pair_ptrs, cx, representative=fam == 0,
                                 top=False))

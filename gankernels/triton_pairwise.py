@@ -610,7 +610,7 @@ def _launch_pair(pb: _Problem, R, Q, RC, QC, out, *, flow, out_sq=None):
         pb.NP, pb.IP,
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=pb.self_mode, SQUARE=out_sq is not None,
         ACC=cfg.acc, PREC=cfg.prec,
-        BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.sq_bj if out_sq is not None else cfg.bj,
+        BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.self_bj if pb.self_mode else cfg.bj,
         BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )

@@ -116,7 +116,8 @@ def cuda_arch(device) -> int:
 #   bi / bj / bd / bc   pair tile rows x rows over bd columns of D and bc weight columns
 #   max_o               cap of the output column blocks (every kernel with a BLOCK_O)
 #   flow_bj             BLOCK_J of _pair_kernel with FLOW=True
-#   sq_bj               BLOCK_J of _pair_kernel with SQUARE=True (ksum_and_square: two accumulators)
+#   self_bj             BLOCK_J of _pair_kernel with FLOW=False in self mode: ksum_and_square (SQUARE=True, two
+#                       accumulators) and ksum(x, None, w), whose outputs must agree bitwise (same tiles)
 #   step_bj             BLOCK_J of _flow_step_kernel
 #   score_gy_max_o      output block cap of _score_bwd_y_kernel
 #   score_gy_bj         rows of y per program of _score_bwd_y_kernel (its BLOCK_J)
@@ -126,7 +127,8 @@ _TABLE = {
     (80, "fp32"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # 64 spilled 340-1884 B (score, score bwd, flow step, pair, gram_h)
-        flow_bj=64, sq_bj=64, step_bj=64,
+        flow_bj=64, step_bj=64,
+        self_bj=64,         # SQUARE (two accumulators) at 64: 0 B here (184 B on sm_90)
         score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=32, hvp_max_o=64,  # 64 x 64 spilled 444 B, 64 rows x 32 columns still 300 B
         hvp_bj=32, hvp_warps=8,
@@ -136,7 +138,8 @@ _TABLE = {
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # as fp32 (gram_h and the score kernels run in fp32 or on fp32 dots)
         flow_bj=32,         # 64 spilled 440 B (the fp16 / bf16 dots of the flow tile)
-        sq_bj=64, step_bj=64,
+        self_bj=64,         # SQUARE at 64: 0 B here (88 B on sm_90)
+        step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 304 B; 32 rows x 64 columns still 224 B
         hvp_bj=16,          # 32 spilled 80 B for ratquad / imq
@@ -144,13 +147,13 @@ _TABLE = {
         num_stages=1,
     ),
     (80, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, sq_bj=32, step_bj=32, score_gy_max_o=32,
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, self_bj=32, step_bj=32, score_gy_max_o=32,
         score_gy_bj=32, hvp_bi=32, hvp_bj=32, hvp_max_o=32, hvp_warps=8, num_stages=3,  # no spills
     ),
     (90, "fp32"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=64,
-        sq_bj=32,           # 64 spilled 184 B (SQUARE, Gaussian; 1 stage 92 B, 32 rows 20 B); 32: 0 B
+        self_bj=32,         # 64 spilled 184 B (SQUARE, Gaussian; 1 stage 92 B, 32 rows 20 B); 32: 0 B
         step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,  # 64 output columns spilled 92 B
         hvp_bi=32, hvp_max_o=32,  # 64 x 64 spilled 492 B, 32 x 64 80 B, 64 x 32 108 B
@@ -160,7 +163,7 @@ _TABLE = {
     (90, "half"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=32,         # 64 spilled 544 B
-        sq_bj=32,           # 64 spilled 88 B (SQUARE, Gaussian; 1 stage 88 B); 32: 0 B
+        self_bj=32,         # 64 spilled 88 B (SQUARE, Gaussian; 1 stage 88 B); 32: 0 B
         step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,  # the score kernels run in fp32: as fp32
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 84 B; 32 rows x 64 columns 136 B
@@ -168,7 +171,7 @@ _TABLE = {
         num_stages=3,
     ),
     (90, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, sq_bj=32, step_bj=32, score_gy_max_o=32,
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, self_bj=32, step_bj=32, score_gy_max_o=32,
         score_gy_bj=32, hvp_bi=32, hvp_max_o=32, hvp_warps=8, num_stages=3,
         hvp_bj=16,          # 32 spilled 68 B (4 warps: 188 B)
     ),
@@ -203,7 +206,7 @@ _FAMILY = {
     ),
 }
 # TRITON_INTERPRET=1 (tests on CPU): small blocks, one warp
-_INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, sq_bj=16, step_bj=16,
+_INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, self_bj=16, step_bj=16,
                     score_gy_max_o=16, score_gy_bj=16, hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1,
                     num_stages=3)
 
@@ -260,7 +263,7 @@ class LaunchConfig:
         self._row = row
         self.bi, self.bj, self.bd, self.bc = row["bi"], row["bj"], row["bd"], row["bc"]
         self.max_o, self.flow_bj, self.score_gy_max_o = row["max_o"], row["flow_bj"], row["score_gy_max_o"]
-        self.sq_bj, self.step_bj, self.score_gy_bj = row["sq_bj"], row["step_bj"], row["score_gy_bj"]
+        self.self_bj, self.step_bj, self.score_gy_bj = row["self_bj"], row["step_bj"], row["score_gy_bj"]
         self.hvp_bi, self.hvp_bj, self.hvp_max_o = row["hvp_bi"], row["hvp_bj"], row["hvp_max_o"]
         self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
 

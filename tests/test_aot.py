@@ -112,7 +112,7 @@ def test_launch_config_arch(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cap=cap: cap)
         assert LaunchConfig(x).arch == arch
     half = LaunchConfig(aot._StandIn(torch.float16), arch=90)
-    assert half.flow_bj == 32 and half.bj == 64 and half.sq_bj == 32
+    assert half.flow_bj == 32 and half.bj == 64 and half.self_bj == 32
 
 
 def test_launch_config_family():
