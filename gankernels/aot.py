@@ -10,7 +10,8 @@ registers, spill bytes, shared memory and how ``tl.dot`` was lowered
 
 How: the block sizes, ``num_warps`` and ``num_stages`` come from the launchers' config class
 (``triton_utils.LaunchConfig``, built for a stand-in CUDA tensor of each dtype with the
-table row of the architecture compiled for, with ``allow_tf32`` off and on); the flag
+table row of the architecture compiled for, with ``allow_tf32`` off and on, and the
+family's overrides where the kernel takes a family); the flag
 combinations, pointer dtypes and family codes mirror the launch calls.
 Registers and spills come from the ``ptxas -v`` log of the compile (or a second
 ``ptxas -v`` run where the log is not available).
@@ -29,7 +30,9 @@ Limits:
   there with every flag combination of ``_pair_kernel`` and every output
   combination of ``_hvp_kernel`` (in its self-mode SIDE=1 role); the other
   flag combinations and the smaller block configurations (small D or C) are
-  compiled for the Gaussian family.  Every dtype, and for fp32 dots both IEEE
+  compiled for the Gaussian family.  Each family is compiled with its own
+  blocks (``LaunchConfig.for_family``: the polynomial family has smaller ones).
+  Every dtype, and for fp32 dots both IEEE
   and TF32 (``allow_tf32``), is crossed with all of that.  Score / Langevin kernels upcast
   half inputs, so their fp16 / bf16 variants are the fp32 ones (compiled once).
 * Integer arguments are compiled unspecialised and pointers as 16-byte aligned;
@@ -55,6 +58,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 
+from .kernels import GAUSSIAN, POLYNOMIAL
 from .triton_utils import LaunchConfig
 
 ARCHS = (80, 90)
@@ -67,6 +71,9 @@ _FAMILIES = tuple(range(8))
 _FAMILY_NAME = {0: "gaussian", 1: "ratquad", 2: "imq", 3: "laplacian", 4: "energy", 5: "polyharm",
                 6: "poly", 7: "linear"}
 _SIZES = (1, 16, 17, 32, 33, 64, 65, 4096)  # D / C values that reach every block choice of oblock / cblock
+# Families of the representative variants of the kernels with a FAMILY constexpr: the Gaussian, and the
+# polynomial family, which has blocks of its own (``LaunchConfig.for_family``, triton_utils._FAMILY)
+_REPRESENTED_FAMILIES = (GAUSSIAN, POLYNOMIAL)
 
 
 @dataclass
@@ -81,7 +88,7 @@ class Variant:
     constexprs: Dict[str, object]
     num_warps: int
     num_stages: int = 3               # Triton's default; the launchers pass LaunchConfig.num_stages
-    representative: bool = False     # the heaviest flags at the largest blocks, Gaussian (used by the test)
+    representative: bool = False     # the heaviest flags at the largest blocks, Gaussian or poly (for the test)
     top: bool = True                 # the largest block configuration of its kernel and dtype
 
     def config(self) -> str:
@@ -223,21 +230,24 @@ def _engine_variants(arch: int) -> List[Variant]:
             top = (max(b[0] for b in blocks), max(b[1] for b in blocks))
             for self_mode in (False, True):
                 for fam in _FAMILIES:
+                    fc = cfg.for_family(fam)  # _FAMILY changes no bc / max_o: the blocks above hold
                     for bc, bo in blocks:
                         if (bc, bo) != top and (fam != 0 or self_mode):
                             continue
                         cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=flow, SELF=self_mode,
-                                  SQUARE=False, **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj,
-                                  BLOCK_D=cfg.bd, BLOCK_C=bc, BLOCK_O=bo)
-                        out.append(_variant(te._pair_kernel, arch, dt, prec, cfg, pair_ptrs, cx,
-                                            representative=flow and not self_mode and fam == 0 and (bc, bo) == top,
-                                            top=(bc, bo) == top))
+                                  SQUARE=False, **common, BLOCK_I=fc.bi,
+                                  BLOCK_J=fc.flow_bj if flow else fc.self_bj if self_mode else fc.bj,
+                                  BLOCK_D=fc.bd, BLOCK_C=bc, BLOCK_O=bo)
+                        out.append(_variant(te._pair_kernel, arch, dt, prec, fc, pair_ptrs, cx,
+                                            representative=flow and not self_mode and (bc, bo) == top
+                                            and fam in _REPRESENTED_FAMILIES, top=(bc, bo) == top))
         # SQUARE (ksum_and_square, self mode): the variance's two indicator columns, blocks of 16
         for fam in _FAMILIES:
+            fc = cfg.for_family(fam)
             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, FLOW=False, SELF=True, SQUARE=True,
-                      **common, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(2),
-                      BLOCK_O=cfg.oblock(2))
-            out.append(_variant(te._pair_kernel, arch, dt, prec, cfg, pair_ptrs, cx, representative=fam == 0,
+                      **common, BLOCK_I=fc.bi, BLOCK_J=fc.self_bj, BLOCK_D=fc.bd, BLOCK_C=fc.cblock(2),
+                      BLOCK_O=fc.oblock(2))
+            out.append(_variant(te._pair_kernel, arch, dt, prec, fc, pair_ptrs, cx, representative=fam == 0,
                                 top=False))
         # _hvp_kernel: (SIDE, SELF, ACCUM_D) as the two launch pairs pass them; NEED_D / NEED_C from the mask.
         # Swept one axis at a time around the heaviest point (SIDE=1 self mode with ACCUM_D, both outputs,
@@ -245,13 +255,14 @@ def _engine_variants(arch: int) -> List[Variant]:
         roles = [(0, False, False), (1, False, False), (0, True, False), (1, True, True)]
         needs = [(True, True), (True, False), (False, True)]
         heavy = roles[3]
-        ob_h = _output_blocks(cfg, cfg.hvp_max_o)
-        cpair_h = sorted({(cfg.cblock(n), cfg.oblock(n, cfg.hvp_max_o)) for n in _SIZES})
-        top = (max(c for c, _ in cpair_h), max(o for _, o in cpair_h), max(ob_h))
         for role in roles:
             side, self_mode, accum = role
             for need_d, need_c in needs:
                 for fam in _FAMILIES:
+                    fc = cfg.for_family(fam)  # a family's overrides may change hvp_max_o too
+                    ob_h = _output_blocks(fc, fc.hvp_max_o)
+                    cpair_h = sorted({(fc.cblock(n), fc.oblock(n, fc.hvp_max_o)) for n in _SIZES})
+                    top = (max(c for c, _ in cpair_h), max(o for _, o in cpair_h), max(ob_h))
                     for bc, boc in cpair_h:
                         for bod in ob_h:
                             blocks_top = (bc, boc, bod) == top
@@ -263,12 +274,12 @@ def _engine_variants(arch: int) -> List[Variant]:
                                     "OUTC": acc if need_c else dt, "P": acc}
                             cx = dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, SIDE=side, SELF=self_mode,
                                       NEED_D=need_d, NEED_C=need_c, ACCUM_D=accum, **common,
-                                      BLOCK_I=cfg.hvp_bi, BLOCK_J=cfg.hvp_bj, BLOCK_D=cfg.bd, BLOCK_C=bc,
+                                      BLOCK_I=fc.hvp_bi, BLOCK_J=fc.hvp_bj, BLOCK_D=fc.bd, BLOCK_C=bc,
                                       BLOCK_OD=bod, BLOCK_OC=boc)
-                            out.append(_variant(te._hvp_kernel, arch, dt, prec, cfg, ptrs, cx,
-                                                num_warps=cfg.hvp_warps,
-                                                representative=role == heavy and need_d and need_c and fam == 0
-                                                and blocks_top, top=blocks_top))
+                            out.append(_variant(te._hvp_kernel, arch, dt, prec, fc, ptrs, cx,
+                                                num_warps=fc.hvp_warps,
+                                                representative=role == heavy and need_d and need_c and blocks_top
+                                                and fam in _REPRESENTED_FAMILIES, top=blocks_top))
     return out
 
 
@@ -302,11 +313,13 @@ def _score_variants(arch: int) -> List[Variant]:
                 for fam in _FAMILIES:
                     if fam != 0 and not top:
                         continue
-                    out.append(_variant(tlg._flow_step_kernel, arch, dt, prec, cfg,
+                    fc = cfg.for_family(fam)
+                    out.append(_variant(tlg._flow_step_kernel, arch, dt, prec, fc,
                                         {k: acc for k in ("X", "C", "W", "P", "XOUT", "SC")},
-                                        dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise, **blk,
-                                             BLOCK_O=bo),
-                                        i64=("seed",), representative=top and noise and fam == 0, top=top))
+                                        dict(FAMILY=fam, RADIAL=fam not in te._DOT_FAMILIES, NOISE=noise,
+                                             **dict(blk, BLOCK_I=fc.bi, BLOCK_J=fc.step_bj), BLOCK_O=bo),
+                                        i64=("seed",), representative=top and noise and fam in _REPRESENTED_FAMILIES,
+                                        top=top))
         ob_gy = _output_blocks(cfg, cfg.score_gy_max_o)  # its own output block cap
         for bo in ob_gy:
             top = bo == max(ob_gy)
@@ -385,7 +398,8 @@ def matrix(archs: Iterable[int] = ARCHS) -> List[Variant]:
 
 def representative(archs: Iterable[int] = ARCHS, dtypes: Iterable[str] = DTYPES) -> List[Variant]:
     """One variant per kernel x dtype x arch (heaviest flags, largest blocks, Gaussian, ieee); the pair
-    kernel's SQUARE variant counts as a kernel of its own."""
+    kernel's SQUARE variant counts as a kernel of its own, and so does the polynomial family of each kernel
+    with a FAMILY constexpr (its own blocks: ``LaunchConfig.for_family``)."""
     want = set(dtypes)
     out = [v for v in matrix(archs) if v.representative and "tf32" not in v.prec.split("/")[0]]
     keep, seen = [], set()
@@ -393,7 +407,7 @@ def representative(archs: Iterable[int] = ARCHS, dtypes: Iterable[str] = DTYPES)
         ds = [d for d in v.dtypes if d in want]
         if not ds:
             continue
-        k = (v.kernel, bool(v.constexprs.get("SQUARE")), v.arch, v.dtypes)
+        k = (v.kernel, bool(v.constexprs.get("SQUARE")), v.constexprs.get("FAMILY", 0), v.arch, v.dtypes)
         if k not in seen:
             seen.add(k)
             keep.append(v)

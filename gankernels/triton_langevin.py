@@ -142,6 +142,7 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
         return x.clone(memory_format=torch.contiguous_format)  # exactly x (no round trip through the shift)
     cfg, wa = _config(x, w)
     fam = int(family)
+    cfg = cfg.for_family(fam)
     acc = cfg.acc_torch
     P, np_, ip = _param_tensor(fam, params, acc, x.device)
     radial = fam not in _DOT_FAMILIES
@@ -161,7 +162,7 @@ def kernel_langevin(x: torch.Tensor, centers: torch.Tensor, w: torch.Tensor, fam
             src, cs, wa, P, dst, sc, N, cs.size(0), D, src.stride(0), cs.stride(0), dst.stride(0), np_, ip,
             int(seed), t,
             FAMILY=fam, RADIAL=radial, NOISE=scale != 0.0, ACC=cfg.acc, PREC=cfg.prec,
-            BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
+            BLOCK_I=cfg.bi, BLOCK_J=cfg.step_bj, BLOCK_D=cfg.bd, BLOCK_O=bo, num_warps=cfg.num_warps,
             num_stages=cfg.num_stages,
         )
 

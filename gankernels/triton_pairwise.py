@@ -577,8 +577,8 @@ class _Problem(NamedTuple):
 def _prepare(x, y, family, params) -> _Problem:
     """The launches' shared state for arguments already checked (``_checks``)."""
     dtype = x.dtype
-    cfg = LaunchConfig(x)
     fam = int(family)
+    cfg = LaunchConfig(x).for_family(fam)
     P, n_mix, ip = _param_tensor(fam, params, cfg.acc_torch, x.device)
     x, y = _shift_radial(fam, x, y)
     xr = as_rows(x, dtype)
@@ -610,7 +610,8 @@ def _launch_pair(pb: _Problem, R, Q, RC, QC, out, *, flow, out_sq=None):
         pb.NP, pb.IP,
         FAMILY=fam, RADIAL=fam not in _DOT_FAMILIES, FLOW=flow, SELF=pb.self_mode, SQUARE=out_sq is not None,
         ACC=cfg.acc, PREC=cfg.prec,
-        BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.bj, BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
+        BLOCK_I=cfg.bi, BLOCK_J=cfg.flow_bj if flow else cfg.self_bj if pb.self_mode else cfg.bj,
+        BLOCK_D=cfg.bd, BLOCK_C=cfg.cblock(C), BLOCK_O=bo,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return out

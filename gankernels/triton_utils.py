@@ -16,11 +16,14 @@ triton_pulling_away).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from typing import Sequence
 
 import torch
+
+from .kernels import POLYNOMIAL
 
 try:  # importing this module must work without triton
     import triton
@@ -113,6 +116,9 @@ def cuda_arch(device) -> int:
 #   bi / bj / bd / bc   pair tile rows x rows over bd columns of D and bc weight columns
 #   max_o               cap of the output column blocks (every kernel with a BLOCK_O)
 #   flow_bj             BLOCK_J of _pair_kernel with FLOW=True
+#   self_bj             BLOCK_J of _pair_kernel with FLOW=False in self mode: ksum_and_square (SQUARE=True, two
+#                       accumulators) and ksum(x, None, w), whose outputs must agree bitwise (same tiles)
+#   step_bj             BLOCK_J of _flow_step_kernel
 #   score_gy_max_o      output block cap of _score_bwd_y_kernel
 #   score_gy_bj         rows of y per program of _score_bwd_y_kernel (its BLOCK_J)
 #   hvp_bi / hvp_bj / hvp_max_o / hvp_warps   the _hvp_kernel tile, output block cap and warps
@@ -121,7 +127,8 @@ _TABLE = {
     (80, "fp32"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # 64 spilled 340-1884 B (score, score bwd, flow step, pair, gram_h)
-        flow_bj=64,
+        flow_bj=64, step_bj=64,
+        self_bj=64,         # SQUARE (two accumulators) at 64: 0 B here (184 B on sm_90)
         score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=32, hvp_max_o=64,  # 64 x 64 spilled 444 B, 64 rows x 32 columns still 300 B
         hvp_bj=32, hvp_warps=8,
@@ -131,6 +138,8 @@ _TABLE = {
         bi=64, bj=64, bd=32, bc=32, num_warps=8,
         max_o=32,           # as fp32 (gram_h and the score kernels run in fp32 or on fp32 dots)
         flow_bj=32,         # 64 spilled 440 B (the fp16 / bf16 dots of the flow tile)
+        self_bj=64,         # SQUARE at 64: 0 B here (88 B on sm_90)
+        step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 304 B; 32 rows x 64 columns still 224 B
         hvp_bj=16,          # 32 spilled 80 B for ratquad / imq
@@ -138,12 +147,14 @@ _TABLE = {
         num_stages=1,
     ),
     (80, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
-        hvp_bi=32, hvp_bj=32, hvp_max_o=32, hvp_warps=8, num_stages=3,  # no spills
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, self_bj=32, step_bj=32, score_gy_max_o=32,
+        score_gy_bj=32, hvp_bi=32, hvp_bj=32, hvp_max_o=32, hvp_warps=8, num_stages=3,  # no spills
     ),
     (90, "fp32"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=64,
+        self_bj=32,         # 64 spilled 184 B (SQUARE, Gaussian; 1 stage 92 B, 32 rows 20 B); 32: 0 B
+        step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,  # 64 output columns spilled 92 B
         hvp_bi=32, hvp_max_o=32,  # 64 x 64 spilled 492 B, 32 x 64 80 B, 64 x 32 108 B
         hvp_bj=32, hvp_warps=8,
@@ -152,14 +163,16 @@ _TABLE = {
     (90, "half"): dict(
         bi=64, bj=64, bd=32, bc=32, num_warps=8, max_o=64,
         flow_bj=32,         # 64 spilled 544 B
+        self_bj=32,         # 64 spilled 88 B (SQUARE, Gaussian; 1 stage 88 B); 32: 0 B
+        step_bj=64,
         score_gy_max_o=32, score_gy_bj=64,  # the score kernels run in fp32: as fp32
         hvp_bi=64, hvp_max_o=32,  # 64 output columns spilled 84 B; 32 rows x 64 columns 136 B
         hvp_bj=32, hvp_warps=8,
         num_stages=3,
     ),
     (90, "fp64"): dict(
-        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, score_gy_max_o=32, score_gy_bj=32,
-        hvp_bi=32, hvp_max_o=32, hvp_warps=8, num_stages=3,
+        bi=32, bj=32, bd=16, bc=16, num_warps=4, max_o=32, flow_bj=32, self_bj=32, step_bj=32, score_gy_max_o=32,
+        score_gy_bj=32, hvp_bi=32, hvp_max_o=32, hvp_warps=8, num_stages=3,
         hvp_bj=16,          # 32 spilled 68 B (4 warps: 188 B)
     ),
 }
@@ -169,9 +182,33 @@ _TF32 = {
     (80, "half"): dict(score_gy_bj=32),  # the score kernels run in fp32: as fp32
     (90, "fp32"): dict(hvp_bj=16),  # 32 spilled 328 B with TF32 (wgmma) dots (64 x 64 output: 320 B)
 }
+# Overrides of a row for one kernel family (``LaunchConfig.for_family``; the launchers of the kernels with a
+# FAMILY constexpr apply it: _pair_kernel, _hvp_kernel, _flow_step_kernel).  Only the polynomial family needs
+# one: its (gamma a.b + c)^n by repeated squaring keeps several more BLOCK_I x BLOCK_J tiles live than the
+# other families' phi.  Spills at the row's blocks -> with the override (IEEE dots, largest output blocks):
+_FAMILY = {
+    (80, "fp32", POLYNOMIAL): dict(
+        step_bj=32,         # _flow_step_kernel 1048 B -> 0 B
+    ),
+    (80, "half", POLYNOMIAL): dict(
+        flow_bj=16,         # _pair_kernel FLOW 656 B -> 0 B
+        step_bj=32,         # _flow_step_kernel (runs in fp32): as fp32
+        hvp_max_o=16,       # _hvp_kernel 152 B -> 0 B (32 rows instead, the same tile area: 60 B)
+    ),
+    (90, "fp32", POLYNOMIAL): dict(
+        flow_bj=32,         # _pair_kernel FLOW 68 B -> 0 B
+        step_bj=32,         # _flow_step_kernel 1540 B -> 24 B (16: 0 B; 32 output columns: 1140 B)
+    ),
+    (90, "half", POLYNOMIAL): dict(
+        flow_bj=16,         # _pair_kernel FLOW 180 B -> 0 B
+        step_bj=32,         # _flow_step_kernel (runs in fp32): as fp32
+        hvp_bj=16,          # _hvp_kernel 1360 B -> 40 B, 64 B without NEED_C (32 rows instead: 712 B)
+    ),
+}
 # TRITON_INTERPRET=1 (tests on CPU): small blocks, one warp
-_INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, score_gy_max_o=16,
-                    score_gy_bj=16, hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1, num_stages=3)
+_INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, self_bj=16, step_bj=16,
+                    score_gy_max_o=16, score_gy_bj=16, hvp_bi=16, hvp_bj=16, hvp_max_o=16, hvp_warps=1,
+                    num_stages=3)
 
 
 def dtype_class(dtype: torch.dtype) -> str:
@@ -188,7 +225,8 @@ class LaunchConfig:
     ``acc`` / ``acc_torch``: the accumulation dtype (fp64 for fp64 inputs, else fp32).  ``prec``: the
     ``tl.dot`` precision of fp32 contractions (``precision_of_fp32_contractions``); ``prec_raw``: that of
     dots on the raw inputs (fp16 / bf16 values are exact in TF32 and their products exact in fp32).
-    The block sizes come from ``_TABLE[(arch, dtype class)]`` (see there); ``arch`` is 80 or 90, by
+    The block sizes come from ``_TABLE[(arch, dtype class)]`` (see there; ``for_family`` applies the
+    per-family overrides of ``_FAMILY``, for the kernels with a FAMILY constexpr); ``arch`` is 80 or 90, by
     default that of ``x``'s CUDA device (``cuda_arch``); the ahead-of-time compile check
     (gankernels/aot.py, docs/AOT.md) passes it explicitly.  ``target_programs`` for launches that split
     rows to fill the device.
@@ -218,11 +256,26 @@ class LaunchConfig:
             row = _TABLE[(self.arch, dtype_class(x.dtype))]
             if self.prec == "tf32":
                 row = {**row, **_TF32.get((self.arch, dtype_class(x.dtype)), {})}
+        self._dtype_class = dtype_class(x.dtype)
+        self._set_blocks(row)
+
+    def _set_blocks(self, row: dict) -> None:
+        self._row = row
         self.bi, self.bj, self.bd, self.bc = row["bi"], row["bj"], row["bd"], row["bc"]
         self.max_o, self.flow_bj, self.score_gy_max_o = row["max_o"], row["flow_bj"], row["score_gy_max_o"]
-        self.score_gy_bj = row["score_gy_bj"]
+        self.self_bj, self.step_bj, self.score_gy_bj = row["self_bj"], row["step_bj"], row["score_gy_bj"]
         self.hvp_bi, self.hvp_bj, self.hvp_max_o = row["hvp_bi"], row["hvp_bj"], row["hvp_max_o"]
         self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
+
+    def for_family(self, family: int) -> "LaunchConfig":
+        """This configuration with the overrides of kernel family ``family`` (``_FAMILY``) applied: a copy,
+        or ``self`` where the family has none (and under the interpreter)."""
+        over = _FAMILY.get((self.arch, self._dtype_class, int(family)))
+        if not over:
+            return self
+        cfg = copy.copy(self)
+        cfg._set_blocks({**self._row, **over})
+        return cfg
 
     def cblock(self, c: int) -> int:
         """Block of weight columns for C columns."""

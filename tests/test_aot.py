@@ -3,11 +3,14 @@
 One representative variant per kernel x arch (sm_80, sm_90) in fp32 and in fp16
 (the heaviest flags at the largest blocks, Gaussian, IEEE dots; the score
 kernels upcast fp16, so their fp16 launch is the fp32 compile) is compiled
-with ``triton.compile``.  Each must compile, fit the architecture's shared
+with ``triton.compile``; the pair kernel's SQUARE variant and the polynomial
+family of the three kernels with a FAMILY constexpr (blocks of its own,
+``LaunchConfig.for_family``) count as kernels of their own.  Each must compile, fit the architecture's shared
 memory, and spill no more than today: ``KNOWN_SPILLS`` lists the variants that
 spill now with the bytes measured (Triton 3.9.0, ptxas 12.9 for sm_80 and 13.4
 for sm_90) -- the work left to do; every other variant must not spill at all.
-The block sizes are those of the architecture's row of ``LaunchConfig``'s table.
+The block sizes are those of the architecture's row of ``LaunchConfig``'s table (with the family's
+overrides).
 With another Triton version (other ptxas) the bound is the recorded bytes or
 ``aot.SPILL_LIMIT``, whichever is larger.  The full matrix is ``make aot``.
 
@@ -25,12 +28,13 @@ if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
     pytest.skip("the AOT check compiles real kernels (unset TRITON_INTERPRET)", allow_module_level=True)
 
 from gankernels import aot  # noqa: E402
+from gankernels.kernels import POLYNOMIAL  # noqa: E402
 
 MEASURED_WITH = "3.9.0"
 
 # (kernel, dtype label, arch) -> spill bytes (max of stores and loads) measured with MEASURED_WITH.
-# With the architecture-aware LaunchConfig table (triton_utils._TABLE; before / after in docs/AOT.md)
-# none is over aot.SPILL_LIMIT; these small ones remain.
+# With the architecture-aware LaunchConfig table (triton_utils._TABLE, _FAMILY; before / after in
+# docs/AOT.md) none is over aot.SPILL_LIMIT; these small ones remain.
 KNOWN_SPILLS = {
     ("_gram_fwd_kernel", "fp16", 80): 8,
     ("_gram_fwd_kernel", "fp32", 80): 8,   # 0 with 3 stages; the sm_80 row has 1
@@ -39,8 +43,9 @@ KNOWN_SPILLS = {
     ("_hvp_kernel", "fp32", 80): 24,
     ("_pair_kernel", "fp32", 90): 32,
     ("_score_bwd_x_kernel", "fp32/fp16", 90): 40,
-    ("_pair_kernel+SQUARE", "fp32", 90): 184,  # two accumulators: needs its own blocks
-    ("_pair_kernel+SQUARE", "fp16", 90): 88,
+    ("_flow_step_kernel+poly", "fp32/fp16", 90): 24,  # step_bj 32 (16: 0 B)
+    ("_hvp_kernel+poly", "fp16", 90): 40,
+    ("_hvp_kernel+poly", "fp32", 80): 24,  # as the Gaussian
 }
 
 VARIANTS = aot.representative(dtypes=("fp32", "fp16"))
@@ -51,8 +56,10 @@ def _id(v):
 
 
 def _kernel(v):
-    """The kernel's name, with "+SQUARE" for the sums-and-squares variant of the pair kernel."""
-    return v.kernel + ("+SQUARE" if v.constexprs.get("SQUARE") else "")
+    """The kernel's name, with "+SQUARE" for the sums-and-squares variant of the pair kernel and "+poly" for
+    the polynomial family."""
+    poly = v.constexprs.get("FAMILY") == POLYNOMIAL
+    return v.kernel + ("+SQUARE" if v.constexprs.get("SQUARE") else "") + ("+poly" if poly else "")
 
 
 def _label(v):
@@ -105,4 +112,23 @@ def test_launch_config_arch(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cap=cap: cap)
         assert LaunchConfig(x).arch == arch
     half = LaunchConfig(aot._StandIn(torch.float16), arch=90)
-    assert half.flow_bj == 32 and half.bj == 64
+    assert half.flow_bj == 32 and half.bj == 64 and half.self_bj == 32
+
+
+def test_launch_config_family():
+    """for_family applies the per-family overrides (a copy) and leaves the other families' blocks alone."""
+    import torch
+
+    from gankernels.kernels import GAUSSIAN
+    from gankernels.triton_utils import LaunchConfig
+
+    for dt in (torch.float32, torch.float16, torch.float64):
+        for arch in aot.ARCHS:
+            cfg = LaunchConfig(aot._StandIn(dt), arch=arch)
+            assert cfg.for_family(GAUSSIAN) is cfg
+            poly = cfg.for_family(POLYNOMIAL)
+            assert poly.step_bj <= cfg.step_bj and poly.flow_bj <= cfg.flow_bj and poly.hvp_bj <= cfg.hvp_bj
+            assert (poly.bi, poly.bj, poly.max_o, poly.acc, poly.prec) == (cfg.bi, cfg.bj, cfg.max_o, cfg.acc, cfg.prec)
+    cfg = LaunchConfig(aot._StandIn(torch.float32), arch=80)
+    poly = cfg.for_family(POLYNOMIAL)
+    assert poly.step_bj == 32 and cfg.step_bj == 64 and cfg.bj == 64
