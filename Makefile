@@ -42,7 +42,7 @@ test: build
 	env -u TRITON_INTERPRET OMP_NUM_THREADS=2 $(VPY) -m pytest -q tests -m "not triton"
 	TRITON_INTERPRET=1 $(VPY) -m pytest -q tests -m triton
 
-# every kernel x configuration x dtype x arch; resumes from docs/aot_results.jsonl (same Triton version).
+# every kernel x configuration x dtype x arch; resumes from docs/aot_results.jsonl (same Triton version and kernel source).
 # Exit 1 when a variant fails to compile, spills over 64 B or exceeds the shared memory (the table is written
 # anyway).  AOT_ARGS=--shard i/n splits it over machines.
 AOT_ARGS ?=

@@ -22,6 +22,12 @@ def _cpu_flags():
             info = ""
         if " avx2" in info and " fma" in info:
             flags += ["-mavx2", "-mfma"]
+            # AVX-512 where the CPU has the F/VL/DQ/BW subsets (GANKERNELS_AVX512=0 turns it off): 16-lane
+            # vectors for the element-wise loops, e.g. the Langevin noise's Box-Muller (bench/RESULTS.md,
+            # "langevin_step ... against copy_")
+            if all(f" {f}" in info for f in ("avx512f", "avx512vl", "avx512dq", "avx512bw")) and \
+                    os.environ.get("GANKERNELS_AVX512", "1") == "1":
+                flags += ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512"]
         if " aes" in info:  # the Langevin noise's AES rounds (csrc/noise.h); VAES: two blocks per instruction
             flags += ["-maes"] + (["-mvaes"] if " vaes" in info and " avx2" in info else [])
     return flags

@@ -102,7 +102,28 @@ inline void aes_round_soft(const AesTables& t, uint32_t st[4], const uint32_t ke
 
 // ARS-7 of the blocks (ctr0 + l, step) for l < kNoiseLanes: out[4 l + k] = word k of block l.
 inline void ars_blocks(uint64_t ctr0, uint32_t step, uint64_t seed, uint32_t out[4 * kNoiseLanes]) {
-#if defined(__VAES__) && defined(__AVX2__)
+#if defined(__VAES__) && defined(__AVX512F__)
+  // four blocks per instruction, stored as whole 64-byte vectors: the Box-Muller loop's 16-lane loads then
+  // read what one store wrote (a load spanning two narrower stores stalls store-to-load forwarding)
+  const __m512i weyl = _mm512_set_epi64((long long)kWeylHi, (long long)kWeylLo, (long long)kWeylHi,
+                                        (long long)kWeylLo, (long long)kWeylHi, (long long)kWeylLo,
+                                        (long long)kWeylHi, (long long)kWeylLo);
+  __m512i keys[kArsRounds + 1];
+  keys[0] = _mm512_set_epi64(0, (long long)seed, 0, (long long)seed, 0, (long long)seed, 0, (long long)seed);
+  for (int r = 1; r <= kArsRounds; ++r) keys[r] = _mm512_add_epi64(keys[r - 1], weyl);
+  const int hi = (int)(uint32_t)(ctr0 >> 32);
+  const int lo = (int)(uint32_t)ctr0;  // the low word never wraps inside a group: ctr0 is a multiple of 16
+  __m512i v[kNoiseLanes / 4];
+  for (int p = 0; p < kNoiseLanes / 4; ++p) {
+    const int c = lo + 4 * p;
+    v[p] = _mm512_xor_si512(_mm512_setr_epi32(c, hi, (int)step, 0, c + 1, hi, (int)step, 0, c + 2, hi, (int)step,
+                                              0, c + 3, hi, (int)step, 0), keys[0]);
+  }
+  for (int r = 1; r < kArsRounds; ++r)
+    for (int p = 0; p < kNoiseLanes / 4; ++p) v[p] = _mm512_aesenc_epi128(v[p], keys[r]);
+  for (int p = 0; p < kNoiseLanes / 4; ++p)
+    _mm512_storeu_si512((void*)(out + 16 * p), _mm512_aesenclast_epi128(v[p], keys[kArsRounds]));
+#elif defined(__VAES__) && defined(__AVX2__)
   const __m256i weyl = _mm256_set_epi64x((long long)kWeylHi, (long long)kWeylLo, (long long)kWeylHi,
                                          (long long)kWeylLo);
   __m256i keys[kArsRounds + 1];

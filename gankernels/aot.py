@@ -113,11 +113,17 @@ class Variant:
         return " ".join(parts)
 
     def key(self) -> str:
+        """The compile's identity: kernel, arch, types, constexprs, options."""
         cx = {k: (str(v) if not isinstance(v, (bool, int, str)) else v) for k, v in self.constexprs.items()}
         key = [self.kernel, self.arch, self.sig, cx, self.num_warps]
-        if self.num_stages != 3:  # keys of default-stage compiles as before (results files stay valid)
+        if self.num_stages != 3:
             key.append(self.num_stages)
         return json.dumps(key, sort_keys=True)
+
+    def result_key(self) -> str:
+        """``key()`` plus a hash of the kernel's source and of the jitted functions it calls (Triton's
+        ``cache_key``): a stored result is reused only for the source it was compiled from."""
+        return json.dumps([json.loads(self.key()), _source_hash(self.module, self.kernel)])
 
 
 @dataclass
@@ -430,6 +436,17 @@ def _kernel(v: Variant):
     return getattr(importlib.import_module(f"gankernels.{v.module}"), v.kernel)
 
 
+_SOURCE_HASHES: Dict[Tuple[str, str], str] = {}
+
+
+def _source_hash(module: str, kernel: str) -> str:
+    if (module, kernel) not in _SOURCE_HASHES:
+        import importlib
+        fn = getattr(importlib.import_module(f"gankernels.{module}"), kernel)
+        _SOURCE_HASHES[(module, kernel)] = fn.cache_key[:16]
+    return _SOURCE_HASHES[(module, kernel)]
+
+
 _SPILL_RE = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 _REG_RE = re.compile(r"Used (\d+) registers")
 _MMA_RE = re.compile(r"\bmma\.sync\.aligned\.m\d+n\d+k\d+\.row\.col\.\w+\.(\w+)\.")
@@ -643,7 +660,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--arch", default="80,90", help="comma-separated compute capabilities (default 80,90)")
     ap.add_argument("--md", default="docs/AOT.md", help="markdown table to write ('' for none)")
     ap.add_argument("--results", default="docs/aot_results.jsonl",
-                    help="one JSON line per compiled variant; existing lines of the same Triton version are reused")
+                    help="one JSON line per compiled variant; a stored line is reused for the same Triton "
+                         "version and kernel source")
     ap.add_argument("--representative", action="store_true", help="one variant per kernel x dtype x arch only")
     ap.add_argument("--shard", default="0/1", help="i/n: compile every n-th variant starting at i")
     ap.add_argument("--limit", type=int, default=0, help="stop after this many new compiles (0: no limit)")
@@ -674,7 +692,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_start = time.time()
     with _private_cache():
         for idx, v in enumerate(mine):
-            k = v.key()
+            k = v.result_key()
             if k in done:
                 rows.append((v, _result_of(done[k])))
                 continue

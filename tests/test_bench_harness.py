@@ -183,6 +183,23 @@ def test_headline_ratio_when_one_variant_failed():
     assert body[0][head.index("vs best eager")] == "OOM" and body[0][head.index("eager MB")] == "OOM"
 
 
+def test_headline_labels_of_ops_without_a_distance_matrix_and_of_double_backward():
+    """An op that forms no distance matrix has one dense formula: its ratios carry no variant label (not
+    "cdist only"); a torch.compile baseline that cannot double-backward says so instead of "failed"."""
+    rows = _variant_rows(0.8, 0.4, compile_s=0.6)
+    for r in rows:
+        if r["impl"] == "eager-expansion":
+            r.update(status="unavailable", median_s=None, reason="unavailable: op forms no distance matrix")
+        if r["impl"] in ("compile", "compile-expansion"):
+            r.update(status="failed", median_s=None,
+                     reason="failed: RuntimeError: torch.compile with aot_autograd does not currently support "
+                            "double backward")
+    head, body = report.headline_table(rows)
+    assert body[0][head.index("vs best eager")] == "8.0×"
+    assert body[0][head.index("best eager ms")] == "800"
+    assert body[0][head.index("vs best compile")] == "no double backward"
+
+
 def test_results_json_written_before_the_expansion_variant_still_renders():
     """bench/results_cpu.json has only the cdist eager / compile rows: it reads, and every headline cell says
     so ("cdist only") instead of claiming a best-of-two."""

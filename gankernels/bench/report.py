@@ -95,23 +95,37 @@ def _case_key(r: Dict) -> Tuple:
 def best_variant(impls: Dict[str, Dict], family: str) -> Tuple[Optional[Dict], str]:
     """The faster ``ok`` row of a baseline family's variants in one case (``VARIANTS``: eager = cdist or
     expansion, compile = the same under torch.compile) and its label: "cdist" / "expansion" when both ran,
-    "cdist only" / "expansion only" when one did.  (None, failure label) when none ran: the common failure
-    ("OOM", "too slow", ...) or "failed" when they differ; (None, "") when the family was not asked for."""
+    "cdist only" / "expansion only" when one did, "" when the op forms no distance matrix (one dense
+    formula, no variants).  (None, failure label) when none ran: the common failure ("OOM", "too slow",
+    "no double backward", ...) or "failed" when they differ; (None, "") when the family was not asked for."""
     rows = [impls[i] for i in VARIANTS[family] if i in impls]
     ok = [r for r in rows if r["status"] == "ok" and _finite(r.get("median_s"))]
     if not ok:
-        stats = {r["status"] for r in rows}
-        if not stats:
+        labels = {_fail_label(r) for r in rows}
+        if not labels:
             return None, ""
-        return None, FAIL_LABEL.get(stats.pop(), "failed") if len(stats) == 1 else "failed"
+        return None, labels.pop() if len(labels) == 1 else "failed"
     best = min(ok, key=lambda r: r["median_s"])
+    others = [r for r in rows if r is not best]
+    if len(ok) == 1 and others and all(_no_distance_matrix(r) for r in others):
+        return best, ""
     return best, VARIANT_OF[best["impl"]] + ("" if len(ok) > 1 else " only")
+
+
+def _no_distance_matrix(r: Dict) -> bool:
+    return r["status"] == "unavailable" and "no distance matrix" in r.get("reason", "")
+
+
+def _fail_label(r: Dict) -> str:
+    if "double backward" in r.get("reason", ""):  # torch.compile's aot_autograd: a flow's backward
+        return "no double backward"
+    return FAIL_LABEL.get(r["status"], "failed")
 
 
 def _speedup_cell(r: Optional[Dict], label: str, fused_s: float) -> str:
     if r is None:
         return label or "—"
-    return f"{r['median_s'] / fused_s:.1f}× ({label})"
+    return f"{r['median_s'] / fused_s:.1f}×" + (f" ({label})" if label else "")
 
 
 def summary_table(rows: Sequence[Dict]) -> Tuple[List[str], List[List[str]]]:
