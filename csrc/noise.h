@@ -18,7 +18,10 @@
 // Speed: the AES rounds run on the AES-NI / VAES units where the build enables
 // them (setup.py: -maes, -mvaes), otherwise on a portable table-driven software
 // round with the same bits (about 15x slower; bench/RESULTS.md, "Design measurements").
-// ARS-7 costs 7 AES instructions per 2 blocks with VAES, against ~18 vector
+// ARS-7 costs 7 AES instructions per 2 blocks with VAES on 256-bit vectors (per 4
+// blocks with AVX-512, whose 64-byte stores are also what the 16-lane Box-Muller
+// loads read back whole: a load spanning two narrower stores misses store-to-load
+// forwarding, which cost 40 % of fill_normals on a Zen 5 core), against ~18 vector
 // instructions per Philox round; the paper finds ARS-5 Crush-resistant, 7 rounds
 // keep a margin.
 // The Box-Muller part is plain loops over small arrays of lanes that the

@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .registry import IMPLS, VARIANT_OF, VARIANTS
+from .registry import IMPLS, OPS, VARIANT_OF, VARIANTS
 from .runner import ROW_FIELDS
 from ..train.runfiles import json_safe
 
@@ -107,9 +107,15 @@ def best_variant(impls: Dict[str, Dict], family: str) -> Tuple[Optional[Dict], s
         return None, labels.pop() if len(labels) == 1 else "failed"
     best = min(ok, key=lambda r: r["median_s"])
     others = [r for r in rows if r is not best]
-    if len(ok) == 1 and others and all(_no_distance_matrix(r) for r in others):
+    if len(ok) == 1 and (all(_no_distance_matrix(r) for r in others) if others else _formula_only(best["op"])):
         return best, ""
     return best, VARIANT_OF[best["impl"]] + ("" if len(ok) > 1 else " only")
+
+
+def _formula_only(op: str) -> bool:
+    """An op whose dense code forms no distance matrix (kid, pulling_away, langevin_step): one formula."""
+    spec = OPS.get(op)
+    return spec is not None and spec.eager_dist is None
 
 
 def _no_distance_matrix(r: Dict) -> bool:
