@@ -31,9 +31,11 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "families.h"
+#include "gemm.h"
 
 namespace gankernels {
 
@@ -93,6 +95,14 @@ inline void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
     loop_mm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
+#if defined(GANKERNELS_HAVE_AVX512_GEMM)
+  if constexpr (std::is_same<T, float>::value) {
+    if (avx512_gemm_enabled()) {
+      gemm_avx512(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
+  }
+#endif
   const char tA = tb ? 'T' : 'N', tB = ta ? 'T' : 'N';
   const int im = (int)n, in = (int)m, ik = (int)k, ila = (int)ldb, ilb = (int)lda, ilc = (int)ldc;
   blas_gemm(&tA, &tB, &im, &in, &ik, &alpha, B, &ila, A, &ilb, &beta, C, &ilc);
