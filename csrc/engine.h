@@ -43,9 +43,10 @@ constexpr int64_t kTileI = 128;
 constexpr int64_t kTileJ = 256;
 constexpr int64_t kSmallD = 8;
 
-// Tile GEMMs go to the Fortran BLAS that libtorch_cpu exports (MKL in the x86
-// wheels; single-threaded inside our parallel region).  The symbols are weak:
-// where a torch build does not export them, a plain loop GEMM is used instead.
+// Tile GEMMs: float32 on an AVX-512 build goes to gemm.h's micro-kernel (unless GANKERNELS_GEMM=blas);
+// the rest to the Fortran BLAS that libtorch_cpu exports (MKL in the x86 wheels; single-threaded inside
+// our parallel region).  The symbols are weak: where a torch build does not export them, a plain loop
+// GEMM is used instead.
 extern "C" {
 void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
             const float*, const int*, const float*, float*, const int*) __attribute__((weak));
@@ -85,24 +86,28 @@ template <typename T> inline bool have_blas();
 template <> inline bool have_blas<float>() { return sgemm_ != nullptr; }
 template <> inline bool have_blas<double>() { return dgemm_ != nullptr; }
 
+constexpr int64_t kGemmMinSide = 16;  // smaller m or n: BLAS (see mm)
+
 // Row-major C[m x n] = alpha * op(A) op(B) + beta * C, op(A) [m x k], op(B) [k x n].
 // (Row-major C is column-major C^T = op(B)^T op(A)^T, hence the swapped call.)
 template <typename T>
 inline void mm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* A, int64_t lda,
                const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (m == 0 || n == 0) return;
-  if (k == 0 || !have_blas<T>()) {
-    loop_mm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
 #if defined(GANKERNELS_HAVE_AVX512_GEMM)
   if constexpr (std::is_same<T, float>::value) {
-    if (avx512_gemm_enabled()) {
+    // matrix-vector shapes (a few weight columns or rows) stay on BLAS where there is one: the 12 x 32
+    // micro-tile would mostly multiply padding
+    if (k > 0 && avx512_gemm_enabled() && ((m >= kGemmMinSide && n >= kGemmMinSide) || !have_blas<T>())) {
       gemm_avx512(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
       return;
     }
   }
 #endif
+  if (k == 0 || !have_blas<T>()) {
+    loop_mm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   const char tA = tb ? 'T' : 'N', tB = ta ? 'T' : 'N';
   const int im = (int)n, in = (int)m, ik = (int)k, ila = (int)ldb, ilb = (int)lda, ilc = (int)ldc;
   blas_gemm(&tA, &tB, &im, &in, &ik, &alpha, B, &ila, A, &ilb, &beta, C, &ilc);

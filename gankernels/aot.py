@@ -297,7 +297,7 @@ def _score_variants(arch: int) -> List[Variant]:
     out: List[Variant] = []
     for dt, acc, cfg, prec, _raw, _first in _launch_configs(arch):
         ob = _output_blocks(cfg)
-        blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd)
+        blk = dict(ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.score_bj, BLOCK_D=cfg.bd)
         # every pointer of these kernels is in the accumulation dtype (inputs are shifted / upcast first)
         if prec == "ieee":  # no dot: one variant per dtype; the launcher's BLOCK = 1024, 4 warps
             for noise in (False, True):

@@ -252,7 +252,7 @@ def _launch_score(cfg: LaunchConfig, xs, ys, logw, sc, score=None, lse=None, xou
         xs, ys, xs if logw is None else logw, out, xs if update else lse, out, sc,
         N, ys.size(0), D, xs.stride(0), ys.stride(0), out.stride(0), int(seed), int(step),
         HAS_W=logw is not None, UPDATE=update, NOISE=update,
-        ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj, BLOCK_D=cfg.bd, BLOCK_O=bo,
+        ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.score_bj, BLOCK_D=cfg.bd, BLOCK_O=bo,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
@@ -299,7 +299,7 @@ def smoothed_score_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor
         args = (xs, ys, g, xs if wa is None else wa, lse.to(acc).contiguous(), gbar,
                 _scalars([ea, 1.0 / s2, 1.0 / (s2 * s2), eb], cfg, x.device))
         sizes = (N, M, D, xs.stride(0), ys.stride(0), g.stride(0), D)
-        meta = dict(HAS_W=wa is not None, ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.bj,
+        meta = dict(HAS_W=wa is not None, ACC=cfg.acc, PREC=cfg.prec, BLOCK_I=cfg.bi, BLOCK_J=cfg.score_bj,
                     BLOCK_D=cfg.bd, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
         if need_x:
             grid, bo = _grid(cfg, N, cfg.bi, D)

@@ -23,7 +23,9 @@ from typing import Sequence
 
 import torch
 
-from .kernels import POLYNOMIAL
+from .kernels import (
+    ENERGY, INVERSE_MULTIQUADRIC, LAPLACIAN, POLYHARMONIC, POLYNOMIAL, RATIONAL_QUADRATIC,
+)
 
 try:  # importing this module must work without triton
     import triton
@@ -119,6 +121,7 @@ def cuda_arch(device) -> int:
 #   self_bj             BLOCK_J of _pair_kernel with FLOW=False in self mode: ksum_and_square (SQUARE=True, two
 #                       accumulators) and ksum(x, None, w), whose outputs must agree bitwise (same tiles)
 #   step_bj             BLOCK_J of _flow_step_kernel
+#   score_bj            BLOCK_J of _score_kernel and _score_bwd_x_kernel (default: bj)
 #   score_gy_max_o      output block cap of _score_bwd_y_kernel
 #   score_gy_bj         rows of y per program of _score_bwd_y_kernel (its BLOCK_J)
 #   hvp_bi / hvp_bj / hvp_max_o / hvp_warps   the _hvp_kernel tile, output block cap and warps
@@ -178,15 +181,33 @@ _TABLE = {
 }
 # Overrides of a row when the fp32 contractions use TF32 dots (``prec == "tf32"``, allow_tf32 on)
 _TF32 = {
-    (80, "fp32"): dict(score_gy_bj=32),  # 64 rows spilled 216 B with TF32 dots (16 output columns: 236 B)
     (80, "half"): dict(score_gy_bj=32),  # the score kernels run in fp32: as fp32
-    (90, "fp32"): dict(hvp_bj=16),  # 32 spilled 328 B with TF32 (wgmma) dots (64 x 64 output: 320 B)
+    (90, "fp32"): dict(
+        hvp_bj=16,          # 32 spilled 328 B with TF32 (wgmma) dots (64 x 64 output: 320 B)
+        score_bj=32,        # _score_bwd_x_kernel at 64 spilled 72 B (32 output columns)
+    ),
+    (90, "half"): dict(score_bj=32),  # the score kernels run in fp32: as fp32
+    (80, "fp32"): dict(
+        score_gy_bj=32,     # 64 rows spilled 216 B with TF32 dots (16 output columns: 236 B)
+        hvp_bj=16,          # 32 spilled 96-180 B (Gaussian, SIDE=0 / SIDE=1 SELF with NEED_C)
+    ),
 }
 # Overrides of a row for one kernel family (``LaunchConfig.for_family``; the launchers of the kernels with a
-# FAMILY constexpr apply it: _pair_kernel, _hvp_kernel, _flow_step_kernel).  Only the polynomial family needs
-# one: its (gamma a.b + c)^n by repeated squaring keeps several more BLOCK_I x BLOCK_J tiles live than the
-# other families' phi.  Spills at the row's blocks -> with the override (IEEE dots, largest output blocks):
+# FAMILY constexpr apply it: _pair_kernel, _hvp_kernel, _flow_step_kernel).  The polynomial family's
+# (gamma a.b + c)^n by repeated squaring keeps several more BLOCK_I x BLOCK_J tiles live than the other
+# families' phi; RationalQuadratic / InverseMultiquadric carry the per-component steep-power branch, and
+# the polyharmonic flow step its log.  Spills at the row's blocks -> with the override (IEEE dots, largest
+# output blocks; full matrix of `make aot`, 2026-12-07):
+_FLOW16 = dict(flow_bj=16)  # fp64 flows of RQ / IMQ: 32 spilled 104-144 B
+_FP64_HVP = dict(hvp_bj=16)  # sm_80 fp64 _hvp_kernel SIDE=1 SELF of RQ / IMQ / Laplacian: 32 spilled 104-300 B
 _FAMILY = {
+    (80, "fp64", RATIONAL_QUADRATIC): {**_FLOW16, **_FP64_HVP},
+    (80, "fp64", INVERSE_MULTIQUADRIC): {**_FLOW16, **_FP64_HVP},
+    (80, "fp64", LAPLACIAN): _FP64_HVP,
+    (90, "fp64", RATIONAL_QUADRATIC): _FLOW16,
+    (90, "fp64", INVERSE_MULTIQUADRIC): _FLOW16,
+    (90, "fp32", POLYHARMONIC): dict(step_bj=32),  # _flow_step_kernel 72 B
+    (90, "half", POLYHARMONIC): dict(step_bj=32),  # (runs in fp32): as fp32
     (80, "fp32", POLYNOMIAL): dict(
         step_bj=32,         # _flow_step_kernel 1048 B -> 0 B
     ),
@@ -204,6 +225,19 @@ _FAMILY = {
         step_bj=32,         # _flow_step_kernel (runs in fp32): as fp32
         hvp_bj=16,          # _hvp_kernel 1360 B -> 40 B, 64 B without NEED_C (32 rows instead: 712 B)
     ),
+}
+# Family overrides that apply only with TF32 dots (on top of _TF32 and _FAMILY): the 3xTF32 distance dots
+# keep more of the tile live.  sm_80: _pair_kernel FLOW of RQ / IMQ 296-300 B, Energy / Laplacian 68-72 B;
+# _flow_step_kernel of RQ / IMQ / polyharmonic 84-104 B.  sm_90: _pair_kernel FLOW of RQ / IMQ 80-104 B,
+# Energy 68-72 B.
+_FLOW32 = dict(flow_bj=32)
+_STEP32 = dict(step_bj=32)
+_FAMILY_TF32 = {
+    **{(80, dc, f): {**_FLOW32, **_STEP32} for dc in ("fp32",) for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC)},
+    **{(80, "fp32", f): _FLOW32 for f in (ENERGY, LAPLACIAN)},
+    **{(80, "half", f): _STEP32 for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, POLYHARMONIC)},
+    (80, "fp32", POLYHARMONIC): _STEP32,
+    **{(90, "fp32", f): _FLOW32 for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, ENERGY)},
 }
 # TRITON_INTERPRET=1 (tests on CPU): small blocks, one warp
 _INTERPRETER = dict(bi=16, bj=16, bd=16, bc=16, num_warps=1, max_o=16, flow_bj=16, self_bj=16, step_bj=16,
@@ -264,13 +298,15 @@ class LaunchConfig:
         self.bi, self.bj, self.bd, self.bc = row["bi"], row["bj"], row["bd"], row["bc"]
         self.max_o, self.flow_bj, self.score_gy_max_o = row["max_o"], row["flow_bj"], row["score_gy_max_o"]
         self.self_bj, self.step_bj, self.score_gy_bj = row["self_bj"], row["step_bj"], row["score_gy_bj"]
+        self.score_bj = row.get("score_bj", row["bj"])
         self.hvp_bi, self.hvp_bj, self.hvp_max_o = row["hvp_bi"], row["hvp_bj"], row["hvp_max_o"]
         self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
 
     def for_family(self, family: int) -> "LaunchConfig":
         """This configuration with the overrides of kernel family ``family`` (``_FAMILY``) applied: a copy,
         or ``self`` where the family has none (and under the interpreter)."""
-        over = _FAMILY.get((self.arch, self._dtype_class, int(family)))
+        key = (self.arch, self._dtype_class, int(family))
+        over = {**_FAMILY.get(key, {}), **(_FAMILY_TF32.get(key, {}) if self.prec == "tf32" else {})}
         if not over:
             return self
         cfg = copy.copy(self)
