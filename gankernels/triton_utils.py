@@ -233,7 +233,7 @@ _FAMILY = {
 _FLOW32 = dict(flow_bj=32)
 _STEP32 = dict(step_bj=32)
 _FAMILY_TF32 = {
-    **{(80, dc, f): {**_FLOW32, **_STEP32} for dc in ("fp32",) for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC)},
+    **{(80, "fp32", f): {**_FLOW32, **_STEP32} for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC)},
     **{(80, "fp32", f): _FLOW32 for f in (ENERGY, LAPLACIAN)},
     **{(80, "half", f): _STEP32 for f in (RATIONAL_QUADRATIC, INVERSE_MULTIQUADRIC, POLYHARMONIC)},
     (80, "fp32", POLYHARMONIC): _STEP32,
@@ -303,8 +303,8 @@ class LaunchConfig:
         self.num_warps, self.hvp_warps, self.num_stages = row["num_warps"], row["hvp_warps"], row["num_stages"]
 
     def for_family(self, family: int) -> "LaunchConfig":
-        """This configuration with the overrides of kernel family ``family`` (``_FAMILY``) applied: a copy,
-        or ``self`` where the family has none (and under the interpreter)."""
+        """This configuration with the overrides of kernel family ``family`` (``_FAMILY``, and ``_FAMILY_TF32``
+        with TF32 dots) applied: a copy, or ``self`` where the family has none (and under the interpreter)."""
         key = (self.arch, self._dtype_class, int(family))
         over = {**_FAMILY.get(key, {}), **(_FAMILY_TF32.get(key, {}) if self.prec == "tf32" else {})}
         if not over:
