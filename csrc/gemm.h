@@ -18,6 +18,7 @@
 // AVX-512F (otherwise mm() uses BLAS); GANKERNELS_GEMM=blas at import selects BLAS for A/B checks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -70,7 +71,10 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
-inline __mmask16 first_lanes(int64_t n) { return (__mmask16)(n >= 16 ? 0xFFFF : ((1u << n) - 1u)); }
+// The mask of the first n lanes of a 16-lane vector (n <= 0: none, n >= 16: all).
+inline __mmask16 first_lanes(int64_t n) {
+  return (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : ((1u << n) - 1u));
+}
 
 // dst[t * dst_stride + i] = scale * src[i * src_stride + t] for i < rows (<= 16; lanes rows..15 of each
 // stored row are written as 0 up to `width`), t < len (<= 16): a 16 x 16 block transposed in registers.
@@ -91,8 +95,7 @@ inline void pack_b(bool tb, const float* B, int64_t ldb, int64_t pc, int64_t kc,
     const int64_t w = std::min(kNR, nc - p0);
     float* dst = Bp + p0 * kc;
     if (!tb) {  // op(B)[l][j] = B[l * ldb + j]: rows of 32 contiguous floats
-      const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1u));
-      const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : (w > 16 ? ((1u << (w - 16)) - 1u) : 0u));
+      const __mmask16 m0 = first_lanes(w), m1 = first_lanes(w - 16);
       for (int64_t l = 0; l < kc; ++l) {
         const float* src = B + (pc + l) * ldb + jc + p0;
         _mm512_store_ps(dst + l * kNR, _mm512_maskz_loadu_ps(m0, src));
@@ -101,7 +104,7 @@ inline void pack_b(bool tb, const float* B, int64_t ldb, int64_t pc, int64_t kc,
     } else {  // op(B)[l][j] = B[j * ldb + l]: 16 x 16 blocks of B's rows, transposed
       for (int64_t l0 = 0; l0 < kc; l0 += 16)
         for (int64_t h = 0; h < kNR; h += 16)
-          transpose_block(B + (jc + p0 + h) * ldb + pc + l0, ldb, std::max<int64_t>(0, std::min<int64_t>(16, w - h)),
+          transpose_block(B + (jc + p0 + h) * ldb + pc + l0, ldb, std::clamp<int64_t>(w - h, 0, 16),
                           std::min<int64_t>(16, kc - l0), 1.0f, dst + l0 * kNR + h, kNR, 0xFFFF);
     }
   }
@@ -144,8 +147,7 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
   }
-  const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : ((1u << w) - 1u));
-  const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : (w > 16 ? ((1u << (w - 16)) - 1u) : 0u));
+  const __mmask16 m0 = first_lanes(w), m1 = first_lanes(w - 16);
   const __m512 vb = _mm512_set1_ps(beta);
   for (int r = 0; r < kMR; ++r) {
     if (r >= h) break;
