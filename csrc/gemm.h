@@ -76,8 +76,8 @@ inline __mmask16 first_lanes(int64_t n) {
   return (__mmask16)(n >= 16 ? 0xFFFFu : n <= 0 ? 0u : ((1u << n) - 1u));
 }
 
-// dst[t * dst_stride + i] = scale * src[i * src_stride + t] for i < rows (<= 16; lanes rows..15 of each
-// stored row are written as 0 up to `width`), t < len (<= 16): a 16 x 16 block transposed in registers.
+// dst[t * dst_stride + i] = scale * src[i * src_stride + t] for t < len (<= 16) and the lanes i in
+// store_mask; lanes i >= rows (rows <= 16) are written as 0: a 16 x 16 block transposed in registers.
 inline void transpose_block(const float* src, int64_t src_stride, int64_t rows, int64_t len, float scale,
                             float* dst, int64_t dst_stride, __mmask16 store_mask) {
   __m512 r[16];
@@ -181,12 +181,12 @@ inline void gemm_avx512(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float
   const int64_t mp = (m + kMR - 1) / kMR * kMR;
   if ((int64_t)s.a.size() < mp * kKC + 16) s.a.resize(mp * kKC + 16);
   float* Ap = s.a.data();
-  for (int64_t jc = 0; jc < n; jc += kNC) {
-    const int64_t nc = std::min(kNC, n - jc);
-    for (int64_t pc = 0; pc < k; pc += kKC) {
-      const int64_t kc = std::min(kKC, k - pc);
+  for (int64_t pc = 0; pc < k; pc += kKC) {  // A packed once per block of k, B per block of k and n
+    const int64_t kc = std::min(kKC, k - pc);
+    pack_a(ta, A, lda, m, pc, kc, alpha, Ap);
+    for (int64_t jc = 0; jc < n; jc += kNC) {
+      const int64_t nc = std::min(kNC, n - jc);
       pack_b(tb, B, ldb, pc, kc, jc, nc, s.b);
-      pack_a(ta, A, lda, m, pc, kc, alpha, Ap);
       for (int64_t q0 = 0; q0 < m; q0 += kMR)
         for (int64_t p0 = 0; p0 < nc; p0 += kNR)
           micro_kernel(kc, Ap + q0 * kc, s.b + p0 * kc, C + q0 * ldc + jc + p0, ldc, std::min(kMR, m - q0),

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import io
 import json
 import os
@@ -112,18 +113,21 @@ class Variant:
             parts.append(f"s{self.num_stages}")
         return " ".join(parts)
 
-    def key(self) -> str:
+    def _identity(self) -> list:
         """The compile's identity: kernel, arch, types, constexprs, options."""
         cx = {k: (str(v) if not isinstance(v, (bool, int, str)) else v) for k, v in self.constexprs.items()}
         key = [self.kernel, self.arch, self.sig, cx, self.num_warps]
         if self.num_stages != 3:
             key.append(self.num_stages)
-        return json.dumps(key, sort_keys=True)
+        return key
+
+    def key(self) -> str:
+        return json.dumps(self._identity(), sort_keys=True)
 
     def result_key(self) -> str:
-        """``key()`` plus a hash of the kernel's source and of the jitted functions it calls (Triton's
-        ``cache_key``): a stored result is reused only for the source it was compiled from."""
-        return json.dumps([json.loads(self.key()), _source_hash(self.module, self.kernel)])
+        """``key()``'s identity plus a hash of the kernel's source and of the jitted functions it calls
+        (Triton's ``cache_key``): a stored result is reused only for the source it was compiled from."""
+        return json.dumps([self._identity(), _source_hash(self.module, self.kernel)], sort_keys=True)
 
 
 @dataclass
@@ -431,20 +435,18 @@ def _require_compiler():
         raise RuntimeError("gankernels.aot needs triton")
 
 
-def _kernel(v: Variant):
+def _jitted(module: str, kernel: str):
     import importlib
-    return getattr(importlib.import_module(f"gankernels.{v.module}"), v.kernel)
+    return getattr(importlib.import_module(f"gankernels.{module}"), kernel)
 
 
-_SOURCE_HASHES: Dict[Tuple[str, str], str] = {}
+def _kernel(v: Variant):
+    return _jitted(v.module, v.kernel)
 
 
+@functools.lru_cache(maxsize=None)
 def _source_hash(module: str, kernel: str) -> str:
-    if (module, kernel) not in _SOURCE_HASHES:
-        import importlib
-        fn = getattr(importlib.import_module(f"gankernels.{module}"), kernel)
-        _SOURCE_HASHES[(module, kernel)] = fn.cache_key[:16]
-    return _SOURCE_HASHES[(module, kernel)]
+    return _jitted(module, kernel).cache_key[:16]
 
 
 _SPILL_RE = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
